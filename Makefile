@@ -1,0 +1,63 @@
+# The lab's commands. `make help` lists them. Native runs use a virtualenv in .venv; nothing is installed globally.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+API_DIR := services/model-api
+MODEL_DIR ?= $(CURDIR)/$(API_DIR)/artifacts
+ARTIFACTS := $(MODEL_DIR)/metadata.json
+API_PORT ?= 8000
+# prometheus-client's multiprocess files for a native API; gunicorn empties the folder when it starts.
+METRICS_DIR ?= $(or $(TMPDIR),/tmp)/model-lab-metrics-$(API_PORT)
+PYTEST_ARGS ?=
+
+export LAB_MODEL_DIR := $(MODEL_DIR)
+
+.PHONY: help install train api test test-unit test-integration lint format bench clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv with everything native runs and tests need (pinned)
+
+$(VENV)/.installed: requirements-dev.txt $(API_DIR)/requirements.txt $(API_DIR)/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e $(API_DIR)
+	touch $@
+
+# Retrained whenever the installed packages change: artifacts are tied to one scikit-learn version.
+$(ARTIFACTS): $(VENV)/.installed
+	$(BIN)/python -m model_api.train --out $(MODEL_DIR)
+
+train: install ## (re)train both models into services/model-api/artifacts
+	$(BIN)/python -m model_api.train --out $(MODEL_DIR)
+
+api: install $(ARTIFACTS) ## run the API in the foreground on 127.0.0.1:$API_PORT with $WEB_CONCURRENCY workers
+	cd $(API_DIR) && PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) \
+		$(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(API_PORT)
+
+test: install ## run every test tier (unit, integration, compose); PYTEST_ARGS passes options to pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## the fast tier only (seconds)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+test-integration: install ## real processes on 127.0.0.1
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+lint: install ## ruff: lint and formatting
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install $(ARTIFACTS) ## API benchmarks with wrk (see benchmarks/README.md); writes benchmarks/results/
+	$(BIN)/python benchmarks/api_bench.py
+
+clean: ## remove .venv, trained artifacts and caches
+	rm -rf $(VENV) $(API_DIR)/artifacts .pytest_cache .ruff_cache benchmarks/results

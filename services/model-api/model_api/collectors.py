@@ -1,0 +1,226 @@
+"""Metrics computed when Prometheus scrapes: the container's cgroup, the gunicorn workers, the build.
+
+They are read at scrape time rather than sampled, so they are never stale and cost nothing between scrapes.
+The worker that answers a scrape reads them for the whole container and all its sibling workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from model_api.metrics import SCRAPE_TIME_FAMILIES
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+# cgroup v1 reports "no memory limit" as a huge page-aligned number rather than "max".
+_V1_UNLIMITED = 1 << 60
+
+
+@dataclass(frozen=True)
+class CgroupReading:
+    """One reading of the container's CPU and memory accounting. None where the kernel does not say."""
+
+    version: str  # "v2", "v1" or "none"
+    cpu_usage_seconds: float | None
+    cpu_limit_cores: float
+    cpu_limited: bool
+    periods: int | None
+    throttled_periods: int | None
+    throttled_seconds: float | None
+    memory_usage_bytes: int | None
+    memory_limit_bytes: int
+    memory_limited: bool
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _keyed(text: str | None) -> dict[str, int]:
+    """Parse `key value` lines (cpu.stat)."""
+    pairs = (line.split() for line in (text or "").splitlines())
+    return {fields[0]: int(fields[1]) for fields in pairs if len(fields) == 2 and fields[1].lstrip("-").isdigit()}
+
+
+def _own_paths(proc_self_cgroup: Path) -> dict[str, str]:
+    """Controller -> this process's cgroup path, from /proc/self/cgroup ("" is the v2 unified entry)."""
+    paths: dict[str, str] = {}
+    for line in (_read(proc_self_cgroup) or "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    return paths
+
+
+def _cgroup_dir(mount: Path, own_path: str | None) -> Path:
+    # Inside a container with its own cgroup namespace the mount is already the container's cgroup and the
+    # path may name a host folder that is not visible here; natively the path leads to the process's cgroup.
+    if own_path and own_path != "/":
+        candidate = mount / own_path.lstrip("/")
+        if candidate.is_dir():
+            return candidate
+    return mount
+
+
+def read_cgroup(
+    root: Path = CGROUP_ROOT,
+    proc_self_cgroup: Path = PROC_SELF_CGROUP,
+    host_cores: float | None = None,
+    host_memory: int | None = None,
+) -> CgroupReading:
+    """Read cgroup v2, or v1 where v2 is absent; without a limit, the host's cores and memory stand in."""
+    host_cores = host_cores or float(os.cpu_count() or 1)
+    host_memory = host_memory or psutil.virtual_memory().total
+    own = _own_paths(proc_self_cgroup)
+    if (root / "cgroup.controllers").is_file():
+        return _read_v2(_cgroup_dir(root, own.get("")), host_cores, host_memory)
+    if (root / "cpu").is_dir() or (root / "cpuacct").is_dir() or (root / "memory").is_dir():
+        return _read_v1(root, own, host_cores, host_memory)
+    return CgroupReading("none", None, host_cores, False, None, None, None, None, host_memory, False)
+
+
+def _read_v2(group: Path, host_cores: float, host_memory: int) -> CgroupReading:
+    stat = _keyed(_read(group / "cpu.stat"))
+    quota, _, period = (_read(group / "cpu.max") or "max 100000").partition(" ")
+    limited = quota != "max" and period.isdigit() and int(period) > 0
+    memory_max = _read(group / "memory.max")
+    memory_limited = bool(memory_max and memory_max.isdigit())
+    memory_current = _read(group / "memory.current")
+    return CgroupReading(
+        version="v2",
+        cpu_usage_seconds=stat["usage_usec"] / 1e6 if "usage_usec" in stat else None,
+        cpu_limit_cores=int(quota) / int(period) if limited else host_cores,
+        cpu_limited=limited,
+        periods=stat.get("nr_periods"),
+        throttled_periods=stat.get("nr_throttled"),
+        throttled_seconds=stat["throttled_usec"] / 1e6 if "throttled_usec" in stat else None,
+        memory_usage_bytes=int(memory_current) if memory_current and memory_current.isdigit() else None,
+        memory_limit_bytes=min(int(memory_max), host_memory) if memory_limited else host_memory,
+        memory_limited=memory_limited,
+    )
+
+
+def _v1_dir(root: Path, own: dict[str, str], *names: str) -> Path:
+    for name in names:  # cpu and cpuacct are often mounted together as "cpu,cpuacct"
+        if (root / name).is_dir():
+            return _cgroup_dir(root / name, own.get(name.split(",")[0]))
+    return root / names[0]
+
+
+def _read_v1(root: Path, own: dict[str, str], host_cores: float, host_memory: int) -> CgroupReading:
+    cpu = _v1_dir(root, own, "cpu", "cpu,cpuacct")
+    cpuacct = _v1_dir(root, own, "cpuacct", "cpu,cpuacct")
+    memory = _v1_dir(root, own, "memory")
+    quota = _read(cpu / "cpu.cfs_quota_us")
+    period = _read(cpu / "cpu.cfs_period_us")
+    limited = bool(quota and period and quota.isdigit() and int(quota) > 0 and period.isdigit())
+    stat = _keyed(_read(cpu / "cpu.stat"))
+    usage = _read(cpuacct / "cpuacct.usage")
+    memory_limit = _read(memory / "memory.limit_in_bytes")
+    memory_limited = bool(memory_limit and memory_limit.isdigit() and int(memory_limit) < _V1_UNLIMITED)
+    memory_usage = _read(memory / "memory.usage_in_bytes")
+    return CgroupReading(
+        version="v1",
+        cpu_usage_seconds=int(usage) / 1e9 if usage and usage.isdigit() else None,
+        cpu_limit_cores=int(quota) / int(period) if limited else host_cores,
+        cpu_limited=limited,
+        periods=stat.get("nr_periods"),
+        throttled_periods=stat.get("nr_throttled"),
+        throttled_seconds=stat["throttled_time"] / 1e9 if "throttled_time" in stat else None,
+        memory_usage_bytes=int(memory_usage) if memory_usage and memory_usage.isdigit() else None,
+        memory_limit_bytes=min(int(memory_limit), host_memory) if memory_limited else host_memory,
+        memory_limited=memory_limited,
+    )
+
+
+def _family(name: str, value: float | None = None, **labels: str) -> Metric:
+    kind, label_names, documentation = SCRAPE_TIME_FAMILIES[name]
+    base = name.removesuffix("_total") if kind == "counter" else name
+    family_class = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+    family = family_class(base, documentation, labels=list(label_names))
+    if value is not None:
+        family.add_metric([labels[label] for label in label_names], value)
+    return family
+
+
+class ContainerCollector:
+    """CPU and memory of the container (or, natively, of the process's cgroup), read from cgroup files."""
+
+    def __init__(self, read: Callable[[], CgroupReading] = read_cgroup) -> None:
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to register up front; avoids a read at registration
+
+    def collect(self) -> Iterator[Metric]:
+        reading = self._read()
+        yield _family("lab_container_cpu_usage_seconds_total", reading.cpu_usage_seconds)
+        yield _family("lab_container_cpu_limit_cores", reading.cpu_limit_cores)
+        yield _family("lab_container_cpu_periods_total", reading.periods)
+        yield _family("lab_container_cpu_throttled_periods_total", reading.throttled_periods)
+        yield _family("lab_container_cpu_throttled_seconds_total", reading.throttled_seconds)
+        yield _family("lab_container_memory_usage_bytes", reading.memory_usage_bytes)
+        yield _family("lab_container_memory_limit_bytes", reading.memory_limit_bytes)
+
+
+def gunicorn_worker_pids() -> list[int]:
+    """The pids of this worker and its siblings: every child of the gunicorn master that forked us."""
+    try:
+        return [child.pid for child in psutil.Process(os.getppid()).children()]
+    except psutil.Error:
+        return [os.getpid()]
+
+
+def this_process() -> list[int]:
+    return [os.getpid()]
+
+
+class WorkerCollector:
+    """CPU seconds and resident memory of each live worker process, and how many are live."""
+
+    def __init__(self, worker_pids: Callable[[], list[int]] = this_process) -> None:
+        self._worker_pids = worker_pids
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = _family("lab_worker_cpu_seconds_total")
+        memory = _family("lab_worker_resident_memory_bytes")
+        live = 0
+        for pid in self._worker_pids():
+            try:
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    times = process.cpu_times()
+                    rss = process.memory_info().rss
+            except psutil.Error:
+                continue  # exited between listing and reading: it is simply not live any more
+            live += 1
+            cpu.add_metric([str(pid)], times.user + times.system)
+            memory.add_metric([str(pid)], rss)
+        yield _family("lab_workers", live)
+        yield cpu
+        yield memory
+
+
+class BuildInfoCollector:
+    """`lab_build_info`: what code, model and workload style this API runs."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self._labels = labels
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield _family("lab_build_info", 1, **self._labels)

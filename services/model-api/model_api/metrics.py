@@ -1,0 +1,126 @@
+"""Every metric family the API exposes, defined in one place (the table in docs/metrics.md mirrors this module).
+
+Request-path families are prometheus-client objects; under gunicorn they live in multiprocess files and
+/metrics sums them across workers. Scrape-time families (workers, container, build) come from collectors in
+`model_api.collectors` and are listed here too, so the docs check sees them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from model_api.buckets import BATCH_SIZE_BUCKETS, LAG_BUCKETS, LATENCY_BUCKETS, STAGE_BUCKETS
+
+# Families produced at scrape time by model_api.collectors: name -> (type, labels, help).
+SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "lab_workers": ("gauge", (), "Live gunicorn workers serving the API."),
+    "lab_worker_cpu_seconds_total": ("counter", ("pid",), "CPU time used by each gunicorn worker (psutil)."),
+    "lab_worker_resident_memory_bytes": ("gauge", ("pid",), "Resident memory of each gunicorn worker (psutil)."),
+    "lab_container_cpu_usage_seconds_total": ("counter", (), "CPU time used by the whole container (cgroup)."),
+    "lab_container_cpu_limit_cores": (
+        "gauge",
+        (),
+        "CPU limit of the container in cores (cgroup quota / period); the host's cores when unlimited.",
+    ),
+    "lab_container_cpu_periods_total": ("counter", (), "CFS scheduling periods that ran (cgroup)."),
+    "lab_container_cpu_throttled_periods_total": ("counter", (), "CFS periods in which the quota ran out."),
+    "lab_container_cpu_throttled_seconds_total": ("counter", (), "Time the container was throttled (cgroup)."),
+    "lab_container_memory_usage_bytes": ("gauge", (), "Memory used by the whole container (cgroup)."),
+    "lab_container_memory_limit_bytes": (
+        "gauge",
+        (),
+        "Memory limit of the container; the host's memory when unlimited.",
+    ),
+    "lab_build_info": (
+        "gauge",
+        ("version", "sklearn_version", "model", "handler_style", "batching"),
+        "Always 1; the labels say what is running.",
+    ),
+}
+
+
+class ApiMetrics:
+    """The request-path metrics of one API process.
+
+    Pass a registry for a single process (tests, `uvicorn --factory`); pass None under gunicorn's
+    multiprocess mode, where values go to files that the /metrics handler collects.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.requests = Counter(
+            "lab_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "lab_http_request_duration_seconds",
+            "Time from receiving a request to sending its response, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "lab_http_requests_in_flight",
+            "Requests received and not yet answered, by route template.",
+            ["route"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.stage = Histogram(
+            "lab_request_stage_duration_seconds",
+            "Where a request's time goes: validation, threadpool_wait, downstream, cpu_work, batch_queue, "
+            "inference, serialization.",
+            ["route", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "lab_batch_size",
+            "Requests grouped into one model call by the micro-batcher.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.loop_lag = Histogram(
+            "lab_event_loop_lag_seconds",
+            "How late the event loop ran a probe scheduled at a fixed time, all workers together.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.worker_loop_lag = Gauge(
+            "lab_worker_event_loop_lag_seconds",
+            "The largest event-loop lag each worker saw in its last probe window.",
+            multiprocess_mode="liveall",
+            registry=registry,
+        )
+        self.threads_busy = Gauge(
+            "lab_threadpool_threads_busy",
+            "Threadpool threads running a sync handler, summed over live workers (sampled).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.threads_capacity = Gauge(
+            "lab_threadpool_threads_capacity",
+            "Threadpool size, summed over live workers.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.threads_waiting = Gauge(
+            "lab_threadpool_tasks_waiting",
+            "Requests waiting for a free threadpool thread, summed over live workers (sampled).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+
+    def families(self) -> Iterable[str]:
+        """Names of the families this object defines, as they appear in /metrics."""
+        for metric in vars(self).values():
+            name = metric._name  # prometheus-client keeps the name without the _total suffix
+            yield f"{name}_total" if metric._type == "counter" else name
+
+
+def all_family_names() -> list[str]:
+    """Every family the API can expose, for the docs check."""
+    return sorted([*ApiMetrics(CollectorRegistry()).families(), *SCRAPE_TIME_FAMILIES])

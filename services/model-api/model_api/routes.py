@@ -1,0 +1,88 @@
+"""The endpoints. A prediction request goes: validated body -> workload (wait, CPU, model) -> decision -> JSON.
+
+Every handler here is `async def`, so it runs on the event loop; the workload decides what, if anything,
+runs in the threadpool (see workload.py). /metrics, /healthz and /readyz never touch the threadpool,
+so they answer even when every thread is busy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from model_api.runtime import Runtime
+from model_api.schemas import CreditApplicant, CreditDecision, ErrorBody, House, HousePrice
+from model_api.workload import Stages
+
+router = APIRouter()
+WORKER_HEADER = "X-Worker-Pid"  # which gunicorn worker answered: shows how load spreads over workers
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "Body larger than the limit"},
+    422: {"model": ErrorBody, "description": "A field is missing, of the wrong type, or out of range"},
+}
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]  # async, so resolving it never uses the threadpool
+
+
+def _start_stages(request: Request) -> Stages:
+    stages = Stages()
+    received_at = request.scope.get("state", {}).get("received_at")
+    if received_at is not None:  # set by the instrumentation middleware: body read, parsed and validated since
+        stages.since("validation", received_at)
+    return stages
+
+
+def _answer(runtime: Runtime, route: str, stages: Stages, body: Any) -> Response:
+    started = time.perf_counter()
+    content = body.model_dump_json()
+    stages.since("serialization", started)
+    runtime.observe_stages(route, stages)
+    return Response(content, media_type="application/json", headers={WORKER_HEADER: str(os.getpid())})
+
+
+@router.post("/classify", response_model=CreditDecision, responses=_ERRORS, tags=["models"])
+async def classify(applicant: CreditApplicant, request: Request, runtime: RuntimeDep) -> Response:
+    """Credit risk: the probability that this applicant defaults, and the decision it leads to."""
+    stages = _start_stages(request)
+    probability = await runtime.workload.run(applicant.model_dump(), runtime.credit, stages)
+    return _answer(runtime, "/classify", stages, runtime.decide(probability))
+
+
+@router.post("/predict", response_model=HousePrice, responses=_ERRORS, tags=["models"])
+async def predict(house: House, request: Request, runtime: RuntimeDep) -> Response:
+    """House price: the estimated price of this house."""
+    stages = _start_stages(request)
+    price = await runtime.workload.run(house.model_dump(), runtime.house, stages)
+    return _answer(runtime, "/predict", stages, HousePrice(price=round(price, 2)))
+
+
+@router.get("/healthz", tags=["operations"])
+async def healthz() -> dict[str, str]:
+    """Alive: the worker's event loop answers."""
+    return {"status": "alive"}
+
+
+@router.get("/readyz", tags=["operations"], responses={503: {"description": "Still loading or warming up"}})
+async def readyz(runtime: RuntimeDep) -> dict[str, Any]:
+    """Ready: the models are loaded and a warm-up prediction has run in this worker."""
+    if not runtime.ready:
+        raise HTTPException(503, "models not loaded and warmed up yet")
+    return {"status": "ready", "pid": os.getpid(), "handler_style": runtime.settings.handler_style}
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics of all workers together (and the container), in the text exposition format."""
+    registry = runtime.scrape_registry()
+    if registry is None:
+        raise HTTPException(404, "metrics are switched off (LAB_METRICS=false)")
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,141 @@
+"""What one worker process holds while it serves: settings, models, workload, metrics, and their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+import sklearn
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from threadpoolctl import threadpool_limits
+
+from model_api import __version__, data
+from model_api.batching import MicroBatcher
+from model_api.collectors import BuildInfoCollector, ContainerCollector, WorkerCollector, this_process
+from model_api.metrics import ApiMetrics
+from model_api.models import Models, load_models
+from model_api.monitor import watch
+from model_api.schemas import CreditDecision
+from model_api.settings import Settings
+from model_api.workload import Inference, Stages, Workload
+
+log = logging.getLogger("model_api")
+
+
+class Runtime:
+    """Created by the app factory; `start()` runs after the fork, in the worker, before it serves."""
+
+    def __init__(self, settings: Settings, worker_pids: Callable[[], list[int]] = this_process) -> None:
+        self.settings = settings
+        self.workload = Workload(settings)
+        self.ready = False
+        self.models: Models | None = None
+        self.credit = Inference(predict_one=self._not_loaded)
+        self.house = Inference(predict_one=self._not_loaded)
+        self._monitor: asyncio.Task[None] | None = None
+        # Under gunicorn, values go to multiprocess files (registry None) and each scrape collects them;
+        # in a single process they live in this app's own registry.
+        self._registry = None if settings.multiprocess else CollectorRegistry()
+        self.metrics = ApiMetrics(self._registry) if settings.metrics else None
+        self._collectors = [
+            WorkerCollector(worker_pids),
+            ContainerCollector(),
+            BuildInfoCollector(self._build_labels()),
+        ]
+        if self._registry is not None:
+            for collector in self._collectors:
+                self._registry.register(collector)
+
+    @staticmethod
+    def _not_loaded(_: dict[str, Any]) -> Any:
+        raise RuntimeError("models are not loaded yet")
+
+    def _build_labels(self) -> dict[str, str]:
+        return {
+            "version": __version__,
+            "sklearn_version": sklearn.__version__,
+            "model": "random-forest",
+            "handler_style": self.settings.handler_style,
+            "batching": str(self.settings.batching).lower(),
+        }
+
+    async def start(self) -> None:
+        """Load the models in this worker, size the thread pools, start the batcher and the monitor, warm up."""
+        # One BLAS/OpenMP thread per worker by default, so that workers x threads stays within the CPU limit.
+        threadpool_limits(limits=self.settings.blas_threads)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.threadpool_size
+        self.models = load_models(self.settings.model_dir)
+        models = self.models
+        self.credit = Inference(predict_one=lambda applicant: models.default_probabilities([applicant])[0])
+        self.house = Inference(predict_one=lambda house: models.house_prices([house])[0])
+        if self.settings.batching:
+            batcher: MicroBatcher[dict[str, Any], float] = MicroBatcher(
+                models.default_probabilities,
+                max_size=self.settings.batch_max_size,
+                max_wait=self.settings.batch_max_wait_ms / 1000.0,
+                on_batch=self.metrics.batch_size.observe if self.metrics else None,
+            )
+            await batcher.start()
+            self.credit = Inference(predict_one=self.credit.predict_one, batcher=batcher)
+        if self.metrics is not None:
+            self._monitor = asyncio.create_task(watch(self.metrics), name="loop-and-threadpool-monitor")
+        await self._warm_up()
+        self.ready = True
+        log.info(
+            "worker ready: %s handler, batching %s, %d threads",
+            self.settings.handler_style,
+            "on" if self.settings.batching else "off",
+            self.settings.threadpool_size,
+        )
+
+    async def _warm_up(self) -> None:
+        # The first prediction pays for lazy imports and cache fills; do it before /readyz says yes,
+        # so that a load test never meets a cold worker. Straight to the models: no simulated wait.
+        assert self.models is not None
+        self.models.default_probabilities([data.COURSE_APPLICANT])
+        self.models.house_prices([data.COURSE_HOUSE])
+        if self.credit.batcher is not None:
+            await self.credit.batcher.submit(dict(data.COURSE_APPLICANT))
+
+    async def stop(self) -> None:
+        """Answer what is queued in the batcher, then stop the background tasks."""
+        self.ready = False
+        if self.credit.batcher is not None:
+            await self.credit.batcher.stop()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+
+    def decide(self, probability: float) -> CreditDecision:
+        """Turn a default probability into a decision with the configured thresholds."""
+        if probability >= self.settings.decline_from:
+            decision = "DECLINED"
+        elif probability >= self.settings.approve_below:
+            decision = "MAYBE"
+        else:
+            decision = "APPROVED"
+        return CreditDecision(default_probability=round(probability, 4), decision=decision)
+
+    def observe_stages(self, route: str, stages: Stages) -> None:
+        if self.metrics is None:
+            return
+        for stage, seconds in stages.seconds.items():
+            self.metrics.stage.labels(route, stage).observe(seconds)
+
+    def scrape_registry(self) -> CollectorRegistry | None:
+        """The registry to render for one scrape: every worker's files plus the scrape-time collectors."""
+        if self.metrics is None:
+            return None
+        if self._registry is not None:
+            return self._registry
+        registry = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(registry, path=str(self.settings.multiproc_dir))
+        for collector in self._collectors:
+            registry.register(collector)
+        return registry

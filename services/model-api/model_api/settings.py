@@ -1,0 +1,89 @@
+"""The one place that reads the environment. Every knob of the API is a field here (docs/configuration.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HandlerStyle = Literal["sync", "async", "async-blocking"]
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = PACKAGE_ROOT / "artifacts"
+
+
+class Settings(BaseSettings):
+    """Workload knobs and service options, read from `LAB_*` variables (plus two standard ones)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAB_", frozen=True, extra="ignore", populate_by_name=True)
+
+    handler_style: HandlerStyle = Field(
+        "sync",
+        description="sync: def handler in the threadpool; async: async def, I/O awaited; "
+        "async-blocking: async def that blocks the event loop while it waits (the anti-pattern)",
+    )
+    downstream_latency_ms: float = Field(0.0, ge=0, le=60_000, description="mean simulated downstream wait")
+    downstream_jitter_ms: float = Field(0.0, ge=0, le=60_000, description="uniform jitter around that mean")
+    extra_cpu_ms: float = Field(0.0, ge=0, le=10_000, description="real CPU work added to each request")
+    threadpool_size: int = Field(40, ge=1, le=1024, description="threads for sync handlers, per worker")
+    batching: bool = Field(False, description="group concurrent /classify requests into one model call")
+    batch_max_size: int = Field(64, ge=1, le=1024, description="most requests in one batch")
+    batch_max_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest a request waits for a batch to fill")
+    metrics: bool = Field(True, description="record request metrics (off only to measure their cost)")
+    approve_below: float = Field(0.25, gt=0, lt=1, description="default probability under which to approve")
+    decline_from: float = Field(0.5, gt=0, le=1, description="default probability from which to decline")
+    blas_threads: int = Field(1, ge=1, le=64, description="BLAS/OpenMP threads per worker")
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="where training writes and the API reads artifacts")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024, description="larger bodies get 413")
+    # Standard names that other tools read too, so they carry no LAB_ prefix.
+    multiproc_dir: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"),
+        description="prometheus-client multiprocess directory; required under gunicorn",
+    )
+    web_concurrency: int = Field(
+        1, ge=1, le=64, validation_alias=AliasChoices("WEB_CONCURRENCY"), description="gunicorn workers"
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.downstream_jitter_ms > self.downstream_latency_ms:
+            raise ValueError(
+                "LAB_DOWNSTREAM_JITTER_MS must not exceed LAB_DOWNSTREAM_LATENCY_MS "
+                "(the wait is drawn uniformly from mean - jitter to mean + jitter)"
+            )
+        if self.approve_below >= self.decline_from:
+            raise ValueError("LAB_APPROVE_BELOW must be lower than LAB_DECLINE_FROM")
+        return self
+
+    @property
+    def multiprocess(self) -> bool:
+        return self.multiproc_dir is not None
+
+
+class SettingsError(SystemExit):
+    """Raised with a message naming each bad variable, so a misconfigured start fails readably."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a settings field."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"LAB_{field.upper()}"
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, or exit with one line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            if problem["loc"]:
+                lines.append(f"  {env_name(str(problem['loc'][0]))}: {problem['msg']} (got {problem['input']!r})")
+            else:
+                lines.append(f"  {problem['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("invalid model-api settings:\n" + "\n".join(lines)) from None

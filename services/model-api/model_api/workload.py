@@ -1,0 +1,136 @@
+"""What a request does once its body is valid, in the handler style the lab is set to.
+
+    downstream wait (a feature-store lookup) -> extra CPU work -> model inference (alone or in a batch)
+
+The three styles differ only in *where* that runs, which is the lesson:
+
+- `sync`: in a threadpool thread, as FastAPI runs a plain `def` endpoint (`run_in_threadpool` on the
+  default limiter). Waits block a thread, so concurrency per worker is capped by the pool size.
+- `async`: on the event loop; the downstream wait is awaited, so thousands can wait at once. CPU work and
+  inference still run on the loop.
+- `async-blocking`: on the event loop with a *blocking* sleep: the classic mistake. Every wait stalls
+  every other request in the worker.
+
+We dispatch to the threadpool ourselves (rather than declaring `def` endpoints) only so that the wait for a
+free thread can be timed as its own stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.from_thread
+import anyio.to_thread
+
+from model_api.batching import BatchTiming, MicroBatcher
+from model_api.settings import Settings
+
+
+@dataclass
+class Stages:
+    """Seconds spent in each stage of one request, in the order they happened."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def since(self, stage: str, started: float) -> float:
+        """Record the time from `started` (a perf_counter reading) to now; return now."""
+        now = time.perf_counter()
+        self.add(stage, now - started)
+        return now
+
+
+def burn_cpu(milliseconds: float) -> None:
+    """Do real computation for about `milliseconds` of this thread's CPU time.
+
+    Pure-Python arithmetic holds the GIL, like the feature engineering it stands for; measuring thread
+    CPU time (not wall time) means the work costs the same however busy the machine is.
+    """
+    if milliseconds <= 0:
+        return
+    deadline = time.thread_time() + milliseconds / 1000.0
+    accumulator = 0
+    while time.thread_time() < deadline:
+        for i in range(1000):
+            accumulator = (accumulator * 31 + i) % 1_000_003
+
+
+@dataclass
+class Inference:
+    """How one route predicts: alone (`predict_one`), or through a micro-batcher when one is given."""
+
+    predict_one: Callable[[dict[str, Any]], Any]
+    batcher: MicroBatcher[dict[str, Any], Any] | None = None
+
+
+class Workload:
+    """Runs the configured request path for any route; records each stage's time in `Stages`."""
+
+    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+        self._style = settings.handler_style
+        self._latency = settings.downstream_latency_ms / 1000.0
+        self._jitter = settings.downstream_jitter_ms / 1000.0
+        self._cpu_ms = settings.extra_cpu_ms
+        self._rng = rng or random.Random()
+
+    def _downstream_seconds(self) -> float:
+        if self._jitter == 0:
+            return self._latency
+        return max(0.0, self._rng.uniform(self._latency - self._jitter, self._latency + self._jitter))
+
+    async def run(self, features: dict[str, Any], inference: Inference, stages: Stages) -> Any:
+        """Answer one request in the configured style."""
+        if self._style == "sync":
+            submitted = time.perf_counter()
+            return await anyio.to_thread.run_sync(self._in_thread, features, inference, stages, submitted)
+        started = time.perf_counter()
+        wait = self._downstream_seconds()
+        if wait > 0 and self._style == "async":
+            await asyncio.sleep(wait)
+        elif wait > 0:  # async-blocking: deliberately wrong, to show what it does to the event loop
+            time.sleep(wait)
+        self._cpu_work(stages, started)
+        if inference.batcher is None:
+            return self._predict_alone(features, inference, stages)
+        timing = BatchTiming()
+        result = await inference.batcher.submit(features, timing)
+        self._record_batch(stages, timing)
+        return result
+
+    def _in_thread(self, features: dict[str, Any], inference: Inference, stages: Stages, submitted: float) -> Any:
+        started = stages.since("threadpool_wait", submitted)
+        wait = self._downstream_seconds()
+        if wait > 0:
+            time.sleep(wait)
+        self._cpu_work(stages, started)
+        if inference.batcher is None:
+            return self._predict_alone(features, inference, stages)
+        timing = BatchTiming()
+        result = anyio.from_thread.run(inference.batcher.submit, features, timing)
+        self._record_batch(stages, timing)
+        return result
+
+    def _cpu_work(self, stages: Stages, downstream_started: float) -> None:
+        """Close the downstream stage, then do the extra CPU work as a stage of its own."""
+        started = stages.since("downstream", downstream_started)
+        burn_cpu(self._cpu_ms)
+        stages.since("cpu_work", started)
+
+    @staticmethod
+    def _predict_alone(features: dict[str, Any], inference: Inference, stages: Stages) -> Any:
+        started = time.perf_counter()
+        result = inference.predict_one(features)
+        stages.since("inference", started)
+        return result
+
+    @staticmethod
+    def _record_batch(stages: Stages, timing: BatchTiming) -> None:
+        stages.add("batch_queue", timing.queued_seconds)
+        stages.add("inference", timing.inference_seconds)

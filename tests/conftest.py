@@ -1,0 +1,44 @@
+"""Shared test setup: tier markers from folders, trained models once per run, and the no-silent-skip rule."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from model_api.train import train
+
+TIERS = ("unit", "integration", "compose")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier from its folder, so `pytest -m unit` runs the fast tier."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # CI sets LAB_NO_SKIP=1: there, a skipped test means a tier did not run, which must not pass unnoticed.
+    if os.environ.get("LAB_NO_SKIP") == "1" and _skipped:
+        print(f"\nLAB_NO_SKIP=1 but {len(_skipped)} test(s) were skipped:\n  " + "\n  ".join(_skipped))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both models trained once for the whole run, in a folder of its own."""
+    out = tmp_path_factory.mktemp("artifacts")
+    train(out)
+    return out

@@ -1,0 +1,105 @@
+"""Start the real API under gunicorn on a free 127.0.0.1 port, wait until every worker is ready, stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import psutil
+
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+API_DIR = REPO / "services" / "model-api"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The test process's environment without any LAB_ knob a developer may have exported, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class RunningApi:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        return sorted(child.pid for child in psutil.Process(self.process.pid).children())
+
+    def metrics(self) -> str:
+        response = httpx2.get(f"{self.url}/metrics", timeout=10)
+        response.raise_for_status()
+        return response.text
+
+
+def start_gunicorn(
+    workdir: Path, model_dir: Path, workers: int, **env: str
+) -> tuple[subprocess.Popen[bytes], Path, str]:
+    """Launch gunicorn as `make api` does; return the process, its log file and its base URL (not yet ready)."""
+    port = free_port()
+    log = workdir / f"gunicorn-{port}.log"
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+        cwd=API_DIR,
+        env=clean_env(
+            LAB_MODEL_DIR=str(model_dir),
+            PROMETHEUS_MULTIPROC_DIR=str(workdir / f"metrics-{port}"),
+            WEB_CONCURRENCY=str(workers),
+            **env,
+        ),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, log, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def running_api(workdir: Path, model_dir: Path, workers: int = 2, **env: str) -> Iterator[RunningApi]:
+    """The API under gunicorn with `workers` workers, each with its models loaded and warmed up."""
+    process, log, url = start_gunicorn(workdir, model_dir, workers, **env)
+    api = RunningApi(url, process, log)
+
+    def all_workers_ready() -> bool:
+        assert process.poll() is None, f"gunicorn exited with {process.returncode}:\n{api.output()}"
+        return api.output().count("Application startup complete") >= workers
+
+    try:
+        wait_for(all_workers_ready, timeout=60, what=f"{workers} gunicorn workers to be ready")
+        wait_for(lambda: httpx2.get(f"{url}/readyz", timeout=2).status_code == 200, 10, "/readyz")
+        yield api
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 40) -> int:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL to the whole group if it does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    return process.returncode
