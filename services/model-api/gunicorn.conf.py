@@ -5,8 +5,6 @@
 Workers: WEB_CONCURRENCY (default 1). Everything else the API reads is in model_api.settings.
 """
 
-import shutil
-
 from model_api.models import ModelArtifactError, check_artifacts
 from model_api.settings import load_settings
 
@@ -48,8 +46,10 @@ def on_starting(server):
         server.log.error("set PROMETHEUS_MULTIPROC_DIR to an empty folder (or LAB_METRICS=false) to run under gunicorn")
         raise SystemExit(1)
     # Files left by an earlier run would be summed into this one's counters and revive dead workers' gauges.
-    shutil.rmtree(settings.multiproc_dir, ignore_errors=True)
+    # Only prometheus-client's own files are removed, whatever else the folder holds.
     settings.multiproc_dir.mkdir(parents=True, exist_ok=True)
+    for stale in settings.multiproc_dir.glob("*.db"):
+        stale.unlink()
 
 
 def child_exit(server, worker):

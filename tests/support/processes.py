@@ -28,11 +28,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The test process's environment without any LAB_ knob a developer may have exported, plus `overrides`."""
+def clean_env(**overrides: str | None) -> dict[str, str]:
+    """The test process's environment without any LAB_ knob a developer may have exported, plus `overrides`
+    (an override of None removes the variable)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(overrides)
-    return env
+    return {k: v for k, v in env.items() if v is not None}
 
 
 @dataclass
@@ -58,15 +59,18 @@ def start_gunicorn(
 ) -> tuple[subprocess.Popen[bytes], Path, str]:
     """Launch gunicorn as `make api` does; return the process, its log file and its base URL (not yet ready)."""
     port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"gunicorn-{port}.log"
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
         cwd=API_DIR,
         env=clean_env(
-            LAB_MODEL_DIR=str(model_dir),
-            PROMETHEUS_MULTIPROC_DIR=str(workdir / f"metrics-{port}"),
-            WEB_CONCURRENCY=str(workers),
-            **env,
+            **{
+                "LAB_MODEL_DIR": str(model_dir),
+                "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{port}"),
+                "WEB_CONCURRENCY": str(workers),
+                **env,
+            }
         ),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

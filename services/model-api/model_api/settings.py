@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 HandlerStyle = Literal["sync", "async", "async-blocking"]
@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         1, ge=1, le=64, validation_alias=AliasChoices("WEB_CONCURRENCY"), description="gunicorn workers"
     )
 
+    @field_validator("multiproc_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty variable must not become Path("."), the current folder, whose files gunicorn would delete.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.downstream_jitter_ms > self.downstream_latency_ms:
@@ -68,7 +74,9 @@ class SettingsError(SystemExit):
 
 
 def env_name(field: str) -> str:
-    """The environment variable that sets a settings field."""
+    """The environment variable that sets a settings field (errors on aliased fields already name it)."""
+    if field not in Settings.model_fields:
+        return field
     alias = Settings.model_fields[field].validation_alias
     if isinstance(alias, AliasChoices):
         return str(alias.choices[0])

@@ -1,0 +1,106 @@
+"""Reading the container's CPU and memory accounting from cgroup v2, or v1 where v2 is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from model_api.collectors import ContainerCollector, read_cgroup
+from tests.support.metrics import parse
+
+FIXTURES = Path(__file__).parent / "fixtures" / "cgroup"
+HOST_CORES = 8.0
+HOST_MEMORY = 32 * 2**30
+
+
+def reading(name: str):
+    root = FIXTURES / name
+    return read_cgroup(root, root / "proc-self-cgroup", host_cores=HOST_CORES, host_memory=HOST_MEMORY)
+
+
+def test_v2_with_limits_gives_usage_quota_throttling_and_memory():
+    r = reading("v2-limited")
+
+    assert r.version == "v2"
+    assert r.cpu_usage_seconds == pytest.approx(123.456789)
+    assert r.cpu_limit_cores == 1.5
+    assert r.cpu_limited
+    assert (r.periods, r.throttled_periods) == (5000, 1200)
+    assert r.throttled_seconds == pytest.approx(45.0)
+    assert (r.memory_usage_bytes, r.memory_limit_bytes, r.memory_limited) == (256 * 2**20, 512 * 2**20, True)
+
+
+def test_v2_without_limits_falls_back_to_the_hosts_cores_and_memory():
+    r = reading("v2-unlimited")
+
+    assert r.cpu_usage_seconds == pytest.approx(2.0)
+    assert (r.cpu_limit_cores, r.cpu_limited) == (HOST_CORES, False)
+    assert (r.memory_limit_bytes, r.memory_limited) == (HOST_MEMORY, False)
+    assert r.periods is None  # the cpu controller is off: the kernel does not count periods
+    assert r.throttled_seconds is None
+
+
+def test_v2_on_a_host_reads_the_processs_own_cgroup_not_the_root():
+    r = reading("v2-nested")
+
+    assert r.cpu_usage_seconds == pytest.approx(4.0)
+    assert r.cpu_limit_cores == 2.0
+    assert r.throttled_seconds == pytest.approx(0.3)
+
+
+def test_v1_with_limits_converts_nanoseconds_and_quota():
+    r = reading("v1-limited")
+
+    assert r.version == "v1"
+    assert r.cpu_usage_seconds == pytest.approx(61.0)
+    assert (r.cpu_limit_cores, r.cpu_limited) == (1.0, True)
+    assert (r.periods, r.throttled_periods) == (800, 300)
+    assert r.throttled_seconds == pytest.approx(9.0)
+    assert (r.memory_usage_bytes, r.memory_limit_bytes) == (700 * 2**20, 2**30)
+
+
+def test_v1_unlimited_with_cpu_and_cpuacct_mounted_together():
+    r = reading("v1-unlimited")
+
+    assert r.cpu_usage_seconds == pytest.approx(5.0)
+    assert (r.cpu_limit_cores, r.cpu_limited) == (HOST_CORES, False)
+    assert (r.memory_limit_bytes, r.memory_limited) == (HOST_MEMORY, False)
+
+
+def test_no_cgroup_at_all_reports_the_host(tmp_path):
+    r = read_cgroup(tmp_path, tmp_path / "missing", host_cores=HOST_CORES, host_memory=HOST_MEMORY)
+
+    assert r.version == "none"
+    assert r.cpu_usage_seconds is None
+    assert (r.cpu_limit_cores, r.memory_limit_bytes) == (HOST_CORES, HOST_MEMORY)
+
+
+def test_the_collector_exposes_a_reading_as_prometheus_families():
+    registry = CollectorRegistry()
+    registry.register(ContainerCollector(lambda: reading("v1-limited")))
+
+    samples = parse(generate_latest(registry).decode())
+
+    assert samples[("lab_container_cpu_usage_seconds_total", ())] == pytest.approx(61.0)
+    assert samples[("lab_container_cpu_limit_cores", ())] == 1.0
+    assert samples[("lab_container_cpu_throttled_periods_total", ())] == 300
+    assert samples[("lab_container_memory_limit_bytes", ())] == 2**30
+
+
+def test_the_collector_leaves_out_what_the_kernel_does_not_report():
+    registry = CollectorRegistry()
+    registry.register(ContainerCollector(lambda: reading("v2-unlimited")))
+
+    names = {name for name, _ in parse(generate_latest(registry).decode())}
+
+    assert "lab_container_cpu_usage_seconds_total" in names
+    assert "lab_container_cpu_throttled_seconds_total" not in names
+
+
+def test_this_machine_can_be_read():
+    r = read_cgroup()
+
+    assert r.cpu_limit_cores > 0
+    assert r.memory_limit_bytes > 0

@@ -1,0 +1,127 @@
+"""Handler styles, stage timing and the metrics they leave, in one process (gunicorn comes in integration)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from model_api import data
+from model_api.metrics import all_family_names
+from model_api.workload import burn_cpu
+from tests.support.metrics import parse, total
+
+
+def stage_counts(client, route="/classify") -> dict[str, float]:
+    samples = parse(client.get("/metrics").text)
+    return {
+        dict(labels)["stage"]: value
+        for (name, labels), value in samples.items()
+        if name == "lab_request_stage_duration_seconds_count" and dict(labels)["route"] == route
+    }
+
+
+def test_burn_cpu_does_real_work_for_about_the_asked_cpu_time():
+    started = time.thread_time()
+    burn_cpu(30)
+    used = time.thread_time() - started
+
+    assert used >= 0.030
+
+
+@pytest.mark.parametrize(
+    ("style", "stages"),
+    [
+        ("sync", {"validation", "threadpool_wait", "downstream", "cpu_work", "inference", "serialization"}),
+        ("async", {"validation", "downstream", "cpu_work", "inference", "serialization"}),
+        ("async-blocking", {"validation", "downstream", "cpu_work", "inference", "serialization"}),
+    ],
+)
+def test_each_style_answers_and_times_its_own_stages(make_client, style, stages):
+    client = make_client(handler_style=style, downstream_latency_ms=5)
+
+    assert client.post("/classify", json=data.COURSE_APPLICANT).status_code == 200
+    assert client.post("/predict", json=data.COURSE_HOUSE).status_code == 200
+
+    assert set(stage_counts(client)) == stages
+    assert set(stage_counts(client, "/predict")) == stages
+
+
+def test_the_downstream_stage_takes_the_configured_latency(make_client):
+    client = make_client(handler_style="async", downstream_latency_ms=40)
+    client.post("/classify", json=data.COURSE_APPLICANT)
+
+    samples = parse(client.get("/metrics").text)
+    spent = total(samples, "lab_request_stage_duration_seconds_sum", route="/classify", stage="downstream")
+    assert spent >= 0.040
+
+
+@pytest.mark.parametrize("style", ["sync", "async", "async-blocking"])
+def test_batching_answers_every_concurrent_caller_its_own_applicant(make_client, style):
+    client = make_client(handler_style=style, batching=True, batch_max_wait_ms=20)
+    applicants = data.applicants(seed=3)
+    bodies = [next(applicants) for _ in range(24)]
+    alone = make_client(handler_style="async")
+    expected = [alone.post("/classify", json=body).json() for body in bodies]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda body: client.post("/classify", json=body).json(), bodies))
+
+    assert answers == expected
+    samples = parse(client.get("/metrics").text)
+    assert total(samples, "lab_batch_size_count") >= 1
+    assert "batch_queue" in stage_counts(client)
+
+
+def test_a_blocked_event_loop_shows_as_lag(make_client):
+    client = make_client(handler_style="async-blocking", downstream_latency_ms=400)
+
+    client.post("/classify", json=data.COURSE_APPLICANT)  # blocks the loop 0.4 s, longer than a probe interval
+
+    samples = parse(client.get("/metrics").text)
+    late = total(samples, "lab_event_loop_lag_seconds_count") - total(
+        samples, "lab_event_loop_lag_seconds_bucket", le="0.05"
+    )
+    assert late >= 1, "no probe saw the loop blocked"
+
+
+def test_requests_are_counted_by_route_template_method_and_status(client):
+    client.post("/classify", json=data.COURSE_APPLICANT)
+    client.post("/classify", json={"age": 3})
+    client.get("/no/such/page")
+
+    samples = parse(client.get("/metrics").text)
+    assert total(samples, "lab_http_requests_total", route="/classify", status="200", method="POST") == 1
+    assert total(samples, "lab_http_requests_total", route="/classify", status="422") == 1
+    assert total(samples, "lab_http_requests_total", route="unmatched", status="404") == 1
+    assert total(samples, "lab_http_request_duration_seconds_count", route="/classify") == 2
+
+
+def test_metrics_expose_every_documented_family(client):
+    client.post("/classify", json=data.COURSE_APPLICANT)
+
+    names = {family for family, _ in parse(client.get("/metrics").text)}
+    exposed = {name.removesuffix("_count").removesuffix("_bucket").removesuffix("_sum") for name in names}
+
+    missing = {n for n in all_family_names() if n not in exposed and n not in {"lab_batch_size"}}
+    assert not missing  # the batch size appears once batching is on (test above)
+
+
+def test_metrics_can_be_switched_off_and_requests_still_succeed(make_client):
+    client = make_client(metrics=False)
+
+    assert client.post("/classify", json=data.COURSE_APPLICANT).status_code == 200
+    response = client.get("/metrics")
+    assert response.status_code == 404
+    assert "LAB_METRICS=false" in response.json()["message"]
+
+
+def test_build_info_says_what_runs(make_client):
+    client = make_client(handler_style="async", batching=True)
+
+    samples = parse(client.get("/metrics").text)
+    [(labels, value)] = [(dict(lbl), v) for (name, lbl), v in samples.items() if name == "lab_build_info"]
+    assert value == 1
+    assert labels["handler_style"] == "async"
+    assert labels["batching"] == "true"
