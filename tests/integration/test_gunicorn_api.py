@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
@@ -142,7 +141,7 @@ def test_metrics_are_scraped_while_every_thread_is_busy(tmp_path, model_dir):
 
 
 def test_a_graceful_stop_answers_the_requests_in_flight(tmp_path, model_dir):
-    process, log, url = start_gunicorn(
+    process, _, url = start_gunicorn(
         tmp_path, model_dir, workers=1, LAB_HANDLER_STYLE="async", LAB_DOWNSTREAM_LATENCY_MS="1500"
     )
     try:

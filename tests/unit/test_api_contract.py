@@ -195,6 +195,15 @@ def test_openapi_documents_both_models_with_the_course_example(client):
     assert applicant["properties"]["home"]["enum"] == list(data.HOME)
 
 
+def test_the_docs_page_needs_no_internet(client):
+    page = client.get("/docs")
+
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert client.get(f"/static-offline-docs/{asset}").status_code == 200
+
+
 def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz")

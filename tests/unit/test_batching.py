@@ -56,7 +56,8 @@ async def test_the_model_runs_on_the_inference_thread_not_the_event_loop():
     await batcher.submit(1)
     await batcher.stop()
 
-    assert model.threads and all(name.startswith("inference") for name in model.threads)
+    assert model.threads
+    assert all(name.startswith("inference") for name in model.threads)
 
 
 async def test_a_lone_request_is_answered_after_at_most_the_wait():

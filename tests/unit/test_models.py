@@ -80,7 +80,7 @@ def test_artifacts_from_another_scikit_learn_are_refused_with_a_retrain_hint(mod
 
 
 def test_missing_artifacts_say_how_to_train(tmp_path):
-    with pytest.raises(ModelArtifactError, match="no model metadata.*retrain"):
+    with pytest.raises(ModelArtifactError, match=r"no model metadata.*retrain"):
         check_artifacts(tmp_path)
 
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from model_api import __version__, errors
@@ -45,7 +46,8 @@ def create_app(settings: Settings | None = None, worker_pids: Callable[[], list[
         yield
         await runtime.stop()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI and ReDoc from the package, not a CDN: the lab needs no internet.
+    app = FastAPIOffline(
         title="Model Serving Load Lab: model API",
         version=__version__,
         description=DESCRIPTION,

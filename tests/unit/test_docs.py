@@ -1,0 +1,53 @@
+"""The reference tables in docs/ list exactly what the code defines: no knob or metric goes undocumented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from model_api.metrics import SCRAPE_TIME_FAMILIES, ApiMetrics, all_family_names
+from model_api.settings import Settings, env_name
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def table_rows(path: Path) -> dict[str, list[str]]:
+    """First-column name (in backticks) -> the row's cells, for every Markdown table row in the file."""
+    rows = {}
+    for line in path.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        match = re.fullmatch(r"`([A-Za-z_]+)`", cells[0]) if line.startswith("|") else None
+        if match:
+            rows[match.group(1)] = cells
+    return rows
+
+
+def test_every_setting_is_in_the_configuration_table_with_its_default():
+    rows = table_rows(DOCS / "configuration.md")
+
+    for name, field in Settings.model_fields.items():
+        variable = env_name(name)
+        assert variable in rows, f"{variable} is not documented in docs/configuration.md"
+        default = field.default
+        if isinstance(default, bool):
+            assert rows[variable][1] == f"`{str(default).lower()}`", variable
+        elif isinstance(default, int | float):
+            assert rows[variable][1] == f"`{default:g}`", variable
+    assert set(rows) <= {env_name(name) for name in Settings.model_fields}, "documented knobs that do not exist"
+
+
+def test_every_metric_family_is_in_the_metrics_table_with_its_type_and_labels():
+    rows = table_rows(DOCS / "metrics.md")
+
+    assert set(rows) == set(all_family_names())
+    for metric in vars(ApiMetrics(CollectorRegistry())).values():
+        name = f"{metric._name}_total" if metric._type == "counter" else metric._name
+        label_names = list(metric._labelnames)
+        if getattr(metric, "_multiprocess_mode", "") in ("all", "liveall"):
+            label_names.append("pid")  # added per worker by multiprocess mode
+        labels = ", ".join(f"`{label}`" for label in label_names) or "none"
+        assert rows[name][1:3] == [metric._type, labels], name
+    for name, (kind, labels, _) in SCRAPE_TIME_FAMILIES.items():
+        assert rows[name][1:3] == [kind, ", ".join(f"`{label}`" for label in labels) or "none"], name
