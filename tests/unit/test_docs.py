@@ -42,7 +42,7 @@ def test_every_metric_family_is_in_the_metrics_table_with_its_type_and_labels():
     rows = table_rows(DOCS / "metrics.md")
 
     assert set(rows) == set(all_family_names())
-    for metric in vars(ApiMetrics(CollectorRegistry())).values():
+    for metric in ApiMetrics(CollectorRegistry()).metrics():
         name = f"{metric._name}_total" if metric._type == "counter" else metric._name
         label_names = list(metric._labelnames)
         if getattr(metric, "_multiprocess_mode", "") in ("all", "liveall"):

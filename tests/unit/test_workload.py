@@ -31,21 +31,35 @@ def test_burn_cpu_does_real_work_for_about_the_asked_cpu_time():
 
 
 @pytest.mark.parametrize(
-    ("style", "stages"),
+    ("style", "knobs", "stages"),
     [
-        ("sync", {"validation", "threadpool_wait", "downstream", "cpu_work", "inference", "serialization"}),
-        ("async", {"validation", "downstream", "cpu_work", "inference", "serialization"}),
-        ("async-blocking", {"validation", "downstream", "cpu_work", "inference", "serialization"}),
+        ("sync", {}, ["validation", "threadpool_wait", "inference", "serialization"]),
+        ("async", {"downstream_latency_ms": 5}, ["validation", "downstream", "inference", "serialization"]),
+        ("async-blocking", {"extra_cpu_ms": 2}, ["validation", "cpu_work", "inference", "serialization"]),
+        (
+            "sync",
+            {"downstream_latency_ms": 5, "extra_cpu_ms": 2},
+            ["validation", "threadpool_wait", "downstream", "cpu_work", "inference", "serialization"],
+        ),
     ],
 )
-def test_each_style_answers_and_times_its_own_stages(make_client, style, stages):
-    client = make_client(handler_style=style, downstream_latency_ms=5)
+def test_each_configuration_times_exactly_its_own_stages_once_per_request(make_client, style, knobs, stages):
+    client = make_client(handler_style=style, **knobs)
+    assert stage_counts(client) == dict.fromkeys(stages, 0)  # every stage is exposed before the first request
 
     assert client.post("/classify", json=data.COURSE_APPLICANT).status_code == 200
     assert client.post("/predict", json=data.COURSE_HOUSE).status_code == 200
 
-    assert set(stage_counts(client)) == stages
-    assert set(stage_counts(client, "/predict")) == stages
+    assert stage_counts(client) == dict.fromkeys(stages, 1)
+    assert stage_counts(client, "/predict") == dict.fromkeys(stages, 1)
+
+
+def test_the_cpu_work_stage_takes_the_configured_cpu_time(make_client):
+    client = make_client(handler_style="async", extra_cpu_ms=25)
+    client.post("/classify", json=data.COURSE_APPLICANT)
+
+    samples = parse(client.get("/metrics").text)
+    assert total(samples, "lab_request_stage_duration_seconds_sum", route="/classify", stage="cpu_work") >= 0.025
 
 
 def test_the_downstream_stage_takes_the_configured_latency(make_client):

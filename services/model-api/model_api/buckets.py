@@ -10,8 +10,11 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0,
 )  # fmt: skip
 
-# Stages of one request can take microseconds (validation), so they start lower.
-STAGE_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS)
+# Stages of one request can take microseconds (validation), so they start lower. They are read as means and
+# shares of the request (sum / count), so coarse buckets do: each bucket costs every scrape and observation.
+STAGE_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 
 # Event-loop lag: a healthy loop answers its probe within a millisecond or two.
 LAG_BUCKETS: tuple[float, ...] = (0.0005, *LATENCY_BUCKETS)

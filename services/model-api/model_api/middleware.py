@@ -62,18 +62,20 @@ class InstrumentationMiddleware:
         method = scope["method"]
         recorded = False
 
+        metrics = self.metrics
+
         def record(status: int) -> None:
             nonlocal recorded
             recorded = True
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - received_at)
+            metrics.child(metrics.requests, route, method, str(status)).inc()
+            metrics.child(metrics.latency, route).observe(time.perf_counter() - received_at)
 
         async def send_recording(message: Message) -> None:
             if message["type"] == "http.response.start" and not recorded:
                 record(message["status"])
             await send(message)
 
-        in_flight = self.metrics.in_flight.labels(route)
+        in_flight = metrics.child(metrics.in_flight, route)
         in_flight.inc()
         try:
             await self.app(scope, receive, send_recording)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -83,8 +84,15 @@ class Runtime:
             await batcher.start()
             self.credit = Inference(predict_one=self.credit.predict_one, batcher=batcher)
         if self.metrics is not None:
+            for route, inference in (("/classify", self.credit), ("/predict", self.house)):
+                for stage in self.workload.stages(batched=inference.batcher is not None):
+                    self.metrics.child(self.metrics.stage, route, stage)  # exposed at zero from the first scrape
             self._monitor = asyncio.create_task(watch(self.metrics), name="loop-and-threadpool-monitor")
         await self._warm_up()
+        # Everything alive now (models, modules, app) lives as long as the worker. Without this, every full
+        # garbage collection rescans those ~120,000 objects: a 70 ms pause on this machine, straight into P99.
+        gc.collect()
+        gc.freeze()
         self.ready = True
         log.info(
             "worker ready: %s handler, batching %s, %d threads",
@@ -126,7 +134,7 @@ class Runtime:
         if self.metrics is None:
             return
         for stage, seconds in stages.seconds.items():
-            self.metrics.stage.labels(route, stage).observe(seconds)
+            self.metrics.child(self.metrics.stage, route, stage).observe(seconds)
 
     def scrape_registry(self) -> CollectorRegistry | None:
         """The registry to render for one scrape: every worker's files plus the scrape-time collectors."""

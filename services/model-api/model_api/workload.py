@@ -80,6 +80,15 @@ class Workload:
         self._cpu_ms = settings.extra_cpu_ms
         self._rng = rng or random.Random()
 
+    def stages(self, batched: bool) -> list[str]:
+        """The stages a request goes through in this configuration, in order (only these are recorded)."""
+        names = ["validation"]
+        names += ["threadpool_wait"] if self._style == "sync" else []
+        names += ["downstream"] if self._latency > 0 else []
+        names += ["cpu_work"] if self._cpu_ms > 0 else []
+        names += ["batch_queue"] if batched else []
+        return [*names, "inference", "serialization"]
+
     def _downstream_seconds(self) -> float:
         if self._jitter == 0:
             return self._latency
@@ -96,7 +105,7 @@ class Workload:
             await asyncio.sleep(wait)
         elif wait > 0:  # async-blocking: deliberately wrong, to show what it does to the event loop
             time.sleep(wait)
-        self._cpu_work(stages, started)
+        self._after_wait(stages, started)
         if inference.batcher is None:
             return self._predict_alone(features, inference, stages)
         timing = BatchTiming()
@@ -109,7 +118,7 @@ class Workload:
         wait = self._downstream_seconds()
         if wait > 0:
             time.sleep(wait)
-        self._cpu_work(stages, started)
+        self._after_wait(stages, started)
         if inference.batcher is None:
             return self._predict_alone(features, inference, stages)
         timing = BatchTiming()
@@ -117,11 +126,14 @@ class Workload:
         self._record_batch(stages, timing)
         return result
 
-    def _cpu_work(self, stages: Stages, downstream_started: float) -> None:
-        """Close the downstream stage, then do the extra CPU work as a stage of its own."""
-        started = stages.since("downstream", downstream_started)
-        burn_cpu(self._cpu_ms)
-        stages.since("cpu_work", started)
+    def _after_wait(self, stages: Stages, started: float) -> None:
+        """Close the downstream stage, then do the extra CPU work as a stage of its own (each when configured:
+        recording a stage that cannot happen would only cost time on every request)."""
+        if self._latency > 0:
+            started = stages.since("downstream", started)
+        if self._cpu_ms > 0:
+            burn_cpu(self._cpu_ms)
+            stages.since("cpu_work", started)
 
     @staticmethod
     def _predict_alone(features: dict[str, Any], inference: Inference, stages: Stages) -> Any:
