@@ -57,7 +57,7 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 bench: install $(ARTIFACTS) ## API benchmarks with wrk (see benchmarks/README.md); writes benchmarks/results/
-	$(BIN)/python benchmarks/api_bench.py
+	$(BIN)/python -m benchmarks.api_bench
 
 clean: ## remove .venv, trained artifacts and caches
 	rm -rf $(VENV) $(API_DIR)/artifacts .pytest_cache .ruff_cache benchmarks/results

@@ -1,7 +1,11 @@
-"""Start the real API under gunicorn on a free 127.0.0.1 port, wait until every worker is ready, stop it."""
+"""Start the real API under gunicorn on a free 127.0.0.1 port, wait until every worker is ready, stop it.
+
+The tests and the benchmarks both start the API through here, the way `make api` does.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +24,11 @@ from tests.support.waiting import wait_for
 REPO = Path(__file__).resolve().parents[2]
 API_DIR = REPO / "services" / "model-api"
 BIN = Path(sys.executable).parent
+
+
+def pinned(command: list[str], core: int | None) -> list[str]:
+    """`command` run on one CPU core with taskset, or as is when `core` is None."""
+    return command if core is None else ["taskset", "-c", str(core), *command]
 
 
 def free_port() -> int:
@@ -48,6 +57,16 @@ class RunningApi:
     def worker_pids(self) -> list[int]:
         return sorted(child.pid for child in psutil.Process(self.process.pid).children())
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by gunicorn and its workers."""
+        total = 0.0
+        master = psutil.Process(self.process.pid)
+        for process in [master, *master.children()]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
     def metrics(self) -> str:
         response = httpx2.get(f"{self.url}/metrics", timeout=10)
         response.raise_for_status()
@@ -55,14 +74,15 @@ class RunningApi:
 
 
 def start_gunicorn(
-    workdir: Path, model_dir: Path, workers: int, **env: str
+    workdir: Path, model_dir: Path, workers: int, core: int | None = None, **env: str | None
 ) -> tuple[subprocess.Popen[bytes], Path, str]:
-    """Launch gunicorn as `make api` does; return the process, its log file and its base URL (not yet ready)."""
+    """Launch gunicorn as `make api` does (on one CPU core if `core` is given); return the process, its log file
+    and its base URL, not yet ready. `env` sets LAB_ knobs; any the caller's environment had are dropped."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"gunicorn-{port}.log"
     process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+        pinned([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"], core),
         cwd=API_DIR,
         env=clean_env(
             **{
@@ -80,9 +100,11 @@ def start_gunicorn(
 
 
 @contextmanager
-def running_api(workdir: Path, model_dir: Path, workers: int = 2, **env: str) -> Iterator[RunningApi]:
+def running_api(
+    workdir: Path, model_dir: Path, workers: int = 2, core: int | None = None, **env: str
+) -> Iterator[RunningApi]:
     """The API under gunicorn with `workers` workers, each with its models loaded and warmed up."""
-    process, log, url = start_gunicorn(workdir, model_dir, workers, **env)
+    process, log, url = start_gunicorn(workdir, model_dir, workers, core, **env)
     api = RunningApi(url, process, log)
 
     def all_workers_ready() -> bool:

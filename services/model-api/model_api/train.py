@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
+import numpy as np
 import sklearn
+from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.metrics import mean_absolute_percentage_error, roc_auc_score
@@ -28,28 +30,23 @@ HOUSE_FOREST = {"n_estimators": 20, "max_depth": 8}
 MODEL_SEED = 1
 
 
+def _fit(forest: BaseEstimator, rows: list[dict], target: np.ndarray) -> tuple[Pipeline, list[dict], np.ndarray]:
+    """Fit DictVectorizer + `forest` on 80% of the rows; return the pipeline and the 20% held out."""
+    x_train, x_test, y_train, y_test = train_test_split(rows, target, test_size=0.2, random_state=MODEL_SEED)
+    pipeline = Pipeline([("features", DictVectorizer(sparse=False)), ("forest", forest)])
+    return pipeline.fit(x_train, y_train), x_test, y_test
+
+
 def train(out: Path, seed: int = data.DATA_SEED) -> dict:
     """Train, evaluate on a holdout, write both artifacts and the metadata; return the metadata."""
     out.mkdir(parents=True, exist_ok=True)
-
-    rows, target = data.credit_dataset(seed=seed)
-    x_train, x_test, y_train, y_test = train_test_split(rows, target, test_size=0.2, random_state=MODEL_SEED)
-    credit = Pipeline(
-        [
-            ("features", DictVectorizer(sparse=False)),
-            ("forest", RandomForestClassifier(**CREDIT_FOREST, random_state=MODEL_SEED, n_jobs=1)),
-        ]
-    ).fit(x_train, y_train)
+    credit, x_test, y_test = _fit(
+        RandomForestClassifier(**CREDIT_FOREST, random_state=MODEL_SEED, n_jobs=1), *data.credit_dataset(seed=seed)
+    )
     credit_auc = roc_auc_score(y_test, credit.predict_proba(x_test)[:, 1])
-
-    rows, prices = data.house_dataset(seed=seed)
-    x_train, x_test, y_train, y_test = train_test_split(rows, prices, test_size=0.2, random_state=MODEL_SEED)
-    house = Pipeline(
-        [
-            ("features", DictVectorizer(sparse=False)),
-            ("forest", RandomForestRegressor(**HOUSE_FOREST, random_state=MODEL_SEED, n_jobs=1)),
-        ]
-    ).fit(x_train, y_train)
+    house, x_test, y_test = _fit(
+        RandomForestRegressor(**HOUSE_FOREST, random_state=MODEL_SEED, n_jobs=1), *data.house_dataset(seed=seed)
+    )
     house_mape = mean_absolute_percentage_error(y_test, house.predict(x_test))
 
     # Write the metadata last: its presence says the artifacts beside it are complete.
