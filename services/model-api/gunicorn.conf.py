@@ -5,10 +5,15 @@
 Workers: WEB_CONCURRENCY (default 1). Everything else the API reads is in model_api.settings.
 """
 
-from model_api.models import ModelArtifactError, check_artifacts
+from model_api.artifacts import ModelArtifactError, check_artifacts
 from model_api.settings import load_settings
 
 settings = load_settings()  # a bad variable stops the start here, with one line naming it
+
+# BLAS and OpenMP size their thread pools from these when a worker first imports numpy and scikit-learn, for
+# every thread of the worker (threadpoolctl in the worker only reaches the thread that calls it). The master
+# sets them for its children and imports neither library itself: nothing here may import model_api.models.
+raw_env = [f"{name}={settings.blas_threads}" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")]
 
 wsgi_app = "model_api.app:create_gunicorn_app()"
 # The maintained uvicorn worker class for gunicorn (uvicorn.workers is deprecated since uvicorn 0.30).

@@ -10,10 +10,11 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
+import psutil
 import pytest
 
 from model_api import data
-from model_api.models import METADATA
+from model_api.artifacts import METADATA
 from tests.support.metrics import counter_types, parse, total
 from tests.support.processes import running_api, start_gunicorn, stop
 from tests.support.waiting import wait_for
@@ -214,3 +215,18 @@ def test_only_prometheus_files_are_cleared_from_the_multiprocess_folder(tmp_path
     with running_api(tmp_path, model_dir, workers=1, PROMETHEUS_MULTIPROC_DIR=str(folder)):
         assert not (folder / "counter_999999.db").exists()
         assert (folder / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_every_native_thread_pool_of_a_worker_has_the_configured_size(tmp_path, model_dir, threads):
+    with running_api(tmp_path, model_dir, workers=1, LAB_BLAS_THREADS=threads) as api:
+        pools = httpx2.get(api.url + "/readyz", timeout=5).json()["native_threads"]  # seen from a pool thread
+
+    assert {"openmp", "openblas"} <= set(pools), pools  # the libraries scikit-learn and numpy load
+    assert set(pools.values()) == {int(threads)}
+
+
+def test_the_gunicorn_master_never_loads_numpy(api):
+    master = psutil.Process(api.process.pid)
+
+    assert not [m.path for m in master.memory_maps() if "numpy" in m.path or "openblas" in m.path.lower()]

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from model_api import data
-from model_api.models import METADATA, ModelArtifactError, check_artifacts, load_models
+from model_api.artifacts import METADATA, ModelArtifactError, check_artifacts
+from model_api.models import load_models
 
 
 def test_the_synthetic_data_is_the_same_for_the_same_seed_and_differs_for_another():

@@ -16,9 +16,9 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from model_api import __version__, errors
+from model_api.artifacts import ModelArtifactError
 from model_api.collectors import gunicorn_worker_pids, this_process
 from model_api.middleware import BodySizeLimitMiddleware, InstrumentationMiddleware, RouteLabels
-from model_api.models import ModelArtifactError
 from model_api.routes import router
 from model_api.runtime import Runtime
 from model_api.settings import Settings, load_settings

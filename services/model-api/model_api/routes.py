@@ -76,7 +76,14 @@ async def readyz(runtime: RuntimeDep) -> dict[str, Any]:
     """Ready: the models are loaded and a warm-up prediction has run in this worker."""
     if not runtime.ready:
         raise HTTPException(503, "models not loaded and warmed up yet")
-    return {"status": "ready", "pid": os.getpid(), "handler_style": runtime.settings.handler_style}
+    return {
+        "status": "ready",
+        "pid": os.getpid(),
+        "handler_style": runtime.settings.handler_style,
+        # Threads per native pool (BLAS, OpenMP) where sync handlers predict: workers x threads should stay
+        # within the CPUs.
+        "native_threads": runtime.native_threads,
+    }
 
 
 @router.get("/metrics", tags=["operations"], response_class=Response)

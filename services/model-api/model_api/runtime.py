@@ -13,7 +13,7 @@ import anyio.to_thread
 import sklearn
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from model_api import __version__, data
 from model_api.batching import MicroBatcher
@@ -28,6 +28,11 @@ from model_api.workload import Inference, Stages, Workload
 log = logging.getLogger("model_api")
 
 
+def _native_threads() -> dict[str, int]:
+    """Threads of each BLAS/OpenMP pool as the calling thread would use them (OpenMP's count is per thread)."""
+    return {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()}
+
+
 class Runtime:
     """Created by the app factory; `start()` runs after the fork, in the worker, before it serves."""
 
@@ -35,6 +40,7 @@ class Runtime:
         self.settings = settings
         self.workload = Workload(settings)
         self.ready = False
+        self.native_threads: dict[str, int] = {}
         self.models: Models | None = None
         self.credit = Inference(predict_one=self._not_loaded)
         self.house = Inference(predict_one=self._not_loaded)
@@ -68,6 +74,8 @@ class Runtime:
     async def start(self) -> None:
         """Load the models in this worker, size the thread pools, start the batcher and the monitor, warm up."""
         # One BLAS/OpenMP thread per worker by default, so that workers x threads stays within the CPU limit.
+        # Under gunicorn the environment already says so (gunicorn.conf.py); this covers other servers, for
+        # the thread that starts the app.
         threadpool_limits(limits=self.settings.blas_threads)
         anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.threadpool_size
         self.models = load_models(self.settings.model_dir)
@@ -89,6 +97,7 @@ class Runtime:
                     self.metrics.child(self.metrics.stage, route, stage)  # exposed at zero from the first scrape
             self._monitor = asyncio.create_task(watch(self.metrics), name="loop-and-threadpool-monitor")
         await self._warm_up()
+        self.native_threads = await anyio.to_thread.run_sync(_native_threads)
         # Everything alive now (models, modules, app) lives as long as the worker. Without this, every full
         # garbage collection rescans those ~120,000 objects: a 70 ms pause on this machine, straight into P99.
         gc.collect()

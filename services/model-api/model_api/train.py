@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from model_api import __version__, data
-from model_api.models import CREDIT_ARTIFACT, HOUSE_ARTIFACT, METADATA
+from model_api.artifacts import CREDIT_ARTIFACT, HOUSE_ARTIFACT, METADATA
 from model_api.settings import load_settings
 
 # About 200 trees of depth about 10: one prediction costs several milliseconds of CPU, whatever the batch size
