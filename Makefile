@@ -22,10 +22,10 @@ help: ## list the commands
 
 install: $(VENV)/.installed ## create .venv with everything native runs and tests need (pinned)
 
-$(VENV)/.installed: requirements-dev.txt $(API_DIR)/requirements.txt $(API_DIR)/pyproject.toml
+$(VENV)/.installed: requirements-dev.txt $(API_DIR)/requirements.txt $(API_DIR)/pyproject.toml locust/requirements.txt locust/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e $(API_DIR)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e $(API_DIR) -e locust
 	touch $@
 
 # Retrained whenever the installed packages change: artifacts are tied to one scikit-learn version.

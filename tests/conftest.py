@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# Importing locust monkey-patches sockets, threads and sleep with gevent unless this is set: the unit tests
+# import the lab's Locust plugin, and the rest of this process must keep real threads. Locust processes the
+# tests start get an environment without it (tests/support/processes.py).
+os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+
 from model_api.train import train
 
 TIERS = ("unit", "integration", "compose")

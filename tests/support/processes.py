@@ -40,7 +40,8 @@ def free_port() -> int:
 def clean_env(**overrides: str | None) -> dict[str, str]:
     """The test process's environment without any LAB_ knob a developer may have exported, plus `overrides`
     (an override of None removes the variable)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    dropped = {"PROMETHEUS_MULTIPROC_DIR", "LOCUST_SKIP_MONKEY_PATCH"}  # the latter is the test process's own
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_") and k not in dropped}
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
 

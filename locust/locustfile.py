@@ -1,0 +1,10 @@
+"""The lab's load: credit-risk and house-price users against the model API.
+
+    locust -f locustfile.py -H http://127.0.0.1:8000                       (web UI on :8089)
+    locust -f locustfile.py,shapes/breaking_point.py -H ... --headless     (find the breaking point)
+
+Options (also LOCUST_* variables and fields of the UI's start form): `locust -f locustfile.py --help`.
+"""
+
+from lab_locust import exporter, options  # noqa: F401  (registers the lab's options and the exporter)
+from lab_locust.users import CreditRiskUser, HousePriceUser  # noqa: F401

@@ -1,0 +1,72 @@
+"""The exporter's conversion of Locust's statistics into Prometheus families."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from lab_locust.exporter import LocustCollector, cumulative_buckets
+from locust.stats import RequestStats
+from prometheus_client import CollectorRegistry, generate_latest
+
+from model_api.buckets import LATENCY_BUCKETS
+from tests.support.metrics import parse, total
+
+
+def test_rounded_milliseconds_become_cumulative_buckets_in_seconds():
+    buckets = dict(cumulative_buckets({1: 3, 2: 1, 8: 2, 250: 4, 12000: 1}))
+
+    assert buckets["0.001"] == 3
+    assert buckets["0.002"] == 4
+    assert buckets["0.0075"] == 4
+    assert buckets["0.01"] == 6
+    assert buckets["0.3"] == 10
+    assert buckets["10.0"] == 10
+    assert buckets["+Inf"] == 11  # slower than the largest bucket
+    assert len(buckets) == len(LATENCY_BUCKETS) + 1
+
+
+def test_no_requests_give_empty_buckets():
+    assert {count for _, count in cumulative_buckets({})} == {0}
+
+
+def make_environment(runner_class_name: str = "LocalRunner") -> SimpleNamespace:
+    stats = RequestStats(use_response_times_cache=True)
+    for ms in (5, 5, 40, 300):
+        stats.log_request("POST", "/classify", ms, 100)
+    stats.log_error("POST", "/classify", RuntimeError("slower than the SLO"))
+    stats.log_request("POST", "/predict", 3, 20)
+    runner = SimpleNamespace(stats=stats, user_count=7, state="running", current_cpu_usage=95.0)
+    return SimpleNamespace(runner=runner)
+
+
+def scrape(environment) -> dict:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LocustCollector(environment))
+    return parse(generate_latest(registry).decode())
+
+
+def test_requests_and_failures_are_counters_by_endpoint_equal_to_locusts_totals():
+    environment = make_environment()
+    samples = scrape(environment)
+
+    assert total(samples, "locust_requests_total", endpoint="/classify") == 4
+    assert total(samples, "locust_failures_total", endpoint="/classify") == 1
+    assert total(samples, "locust_requests_total") == environment.runner.stats.total.num_requests
+
+
+def test_the_histogram_counts_every_request_and_sums_their_time():
+    samples = scrape(make_environment())
+
+    assert total(samples, "locust_response_time_seconds_count", endpoint="/classify") == 4
+    assert total(samples, "locust_response_time_seconds_sum", endpoint="/classify") == 0.35
+    assert total(samples, "locust_response_time_seconds_bucket", endpoint="/classify", le="0.005") == 2
+
+
+def test_users_state_and_a_saturated_local_runner():
+    samples = scrape(make_environment())
+
+    assert samples[("locust_users", ())] == 7
+    assert samples[("locust_runner_state", (("state", "running"),))] == 1
+    assert samples[("locust_runner_state", (("state", "stopped"),))] == 0
+    assert samples[("locust_workers", ())] == 0
+    assert samples[("locust_load_generator_saturated", ())] == 1  # 95% CPU in the one process
