@@ -46,43 +46,42 @@ SHAPE_HELP = {
 
 @events.init_command_line_parser.add_listener
 def add_options(parser) -> None:
-    group = parser.add_argument_group("Model Serving Load Lab")
-    group.add_argument(
+    parser.add_argument(
         "--slo-ms",
         type=float,
         env_var="LOCUST_SLO_MS",
         default=DEFAULTS["slo_ms"],
         help="A response slower than this (ms) is recorded as a failure",
     )
-    group.add_argument(
+    parser.add_argument(
         "--wait-min",
         type=float,
         env_var="LOCUST_WAIT_MIN",
         default=DEFAULTS["wait_min"],
         help="Closed workload: shortest wait between a user's requests (s)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--wait-max",
         type=float,
         env_var="LOCUST_WAIT_MAX",
         default=DEFAULTS["wait_max"],
         help="Closed workload: longest wait between a user's requests (s)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--credit-weight",
         type=int,
         env_var="LOCUST_CREDIT_WEIGHT",
         default=DEFAULTS["credit_weight"],
         help="Relative share of credit-risk users (POST /classify)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--house-weight",
         type=int,
         env_var="LOCUST_HOUSE_WEIGHT",
         default=DEFAULTS["house_weight"],
         help="Relative share of house-price users (POST /predict)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--workload",
         choices=["closed", "open"],
         env_var="LOCUST_WORKLOAD",
@@ -90,7 +89,7 @@ def add_options(parser) -> None:
         help="closed: users wait for each answer, then think; open: each user sends --open-rate requests per "
         "second whether or not the earlier ones have been answered",
     )
-    group.add_argument(
+    parser.add_argument(
         "--open-rate",
         type=float,
         env_var="LOCUST_OPEN_RATE",
@@ -99,14 +98,14 @@ def add_options(parser) -> None:
     )
     for name, help_text in SHAPE_HELP.items():
         default = DEFAULTS[name]
-        group.add_argument(
+        parser.add_argument(
             f"--{name.replace('_', '-')}",
             type=type(default),
             default=default,
             env_var=f"LOCUST_{name.upper()}",
             help=help_text,
         )
-    group.add_argument(
+    parser.add_argument(
         "--exporter-port",
         type=int,
         env_var="LOCUST_EXPORTER_PORT",

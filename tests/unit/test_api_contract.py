@@ -128,6 +128,12 @@ def test_a_bad_house_gets_422_naming_the_field(client, body, field):
     assert [p["field"] for p in response.json()["detail"]] == [field]
 
 
+def test_a_whole_number_of_bedrooms_may_be_written_as_a_float(client):
+    assert client.post("/predict", json={"sqft": 1500, "bedrooms": 3.0, "location": "NY"}).status_code == 200
+    assert client.post("/predict", json={"sqft": 1500, "bedrooms": "3", "location": "NY"}).status_code == 422
+    assert client.post("/predict", json={"sqft": 1500, "bedrooms": True, "location": "NY"}).status_code == 422
+
+
 def test_a_body_over_64_kib_gets_413(client):
     response = client.post("/classify", content=b"x" * (64 * 1024 + 1), headers={"content-type": "application/json"})
 

@@ -39,6 +39,16 @@ def test_the_default_target_depends_plausibly_on_records():
     assert sum(with_records) / len(with_records) > 1.5 * sum(without) / len(without)
 
 
+def test_generated_houses_are_accepted_by_the_api_schema():
+    from model_api.schemas import House
+
+    houses = data.houses(seed=2)
+    for _ in range(300):
+        house = next(houses)
+        assert isinstance(house["bedrooms"], int)
+        House.model_validate_json(json.dumps(house))
+
+
 def test_generated_payloads_are_varied_and_start_with_the_course_ones():
     applicants = data.applicants(seed=1)
     first = [next(applicants) for _ in range(50)]

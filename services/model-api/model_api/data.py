@@ -130,7 +130,7 @@ def house_dataset(n: int = 2000, seed: int = DATA_SEED) -> tuple[list[dict[str, 
     rng = np.random.default_rng(seed + 1)
     location = rng.choice(np.asarray(LOCATIONS), size=n)
     sqft = np.clip(rng.lognormal(7.5, 0.45, n), 500, 10000).round(-1)
-    bedrooms = np.clip(np.round(sqft / 650 + rng.normal(0, 0.8, n)), 1, 10)
+    bedrooms = np.clip(np.round(sqft / 650 + rng.normal(0, 0.8, n)), 1, 10).astype(int)
     per_sqft = np.array([_LOCATION_PRICE_PER_SQFT[c] for c in location])
     price = sqft * per_sqft * rng.lognormal(0, 0.12, n) + 15000 * bedrooms
     columns = {"sqft": sqft, "bedrooms": bedrooms, "location": location}

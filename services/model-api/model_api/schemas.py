@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from model_api import data
 
@@ -12,6 +12,11 @@ from model_api import data
 def _number(low: float, high: float, description: str) -> Any:
     # strict: a JSON number (int or float) only, never "3" or true; finite only, never NaN or Infinity.
     return Annotated[float, Field(ge=low, le=high, strict=True, allow_inf_nan=False, description=description)]
+
+
+def _whole_float_to_int(value: Any) -> Any:
+    # 3.0 is how Python's json writes a float that holds 3: accept it as 3; 2.5, "3" and true stay errors.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 Home = Literal[data.HOME]  # type: ignore[valid-type]
@@ -52,7 +57,9 @@ class House(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [data.COURSE_HOUSE]})
 
     sqft: _number(500, 10_000, "living area, square feet")
-    bedrooms: Annotated[int, Field(ge=1, le=10, strict=True, description="number of bedrooms")]
+    bedrooms: Annotated[
+        int, BeforeValidator(_whole_float_to_int), Field(ge=1, le=10, strict=True, description="number of bedrooms")
+    ]
     location: Location
 
 
