@@ -9,6 +9,7 @@ all with `--class-picker` and choose in the web UI.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from locust.stats import calculate_response_time_percentile, diff_response_time_
 from locust import LoadTestShape, events
 
 Tick = tuple[int, float] | None  # (users, spawn rate), or None to stop
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ class BreakingPointShape(LoadTestShape):
         path = summary_path(environment.parsed_options, "breaking_point")
         path.write_text(json.dumps(self.plan.summary(), indent=2) + "\n")
         held = self.plan.last_held
-        print(
+        log.info(
             f"breaking point: {self.plan.finished_reason}; "
             + (
                 f"last step that held: {held.users} users, {held.rps:.1f} req/s, "

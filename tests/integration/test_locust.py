@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +86,42 @@ def test_a_course_style_locustfile_runs_unmodified_without_failures(api, tmp_pat
     assert int(rows["Aggregated"]["Request Count"]) > 4
     assert int(rows["Aggregated"]["Failure Count"]) == 0
     assert {"/classify", "/predict"} <= set(rows)
+
+
+def test_the_breaking_point_stops_at_the_breach_and_its_summary_matches_locusts_csv(tmp_path, model_dir):
+    # About 40 req/s of capacity (4 threads x 100 ms); users that send about 12 req/s each exceed it by step 3.
+    slow = {"LAB_HANDLER_STYLE": "sync", "LAB_THREADPOOL_SIZE": "4", "LAB_DOWNSTREAM_LATENCY_MS": "100"}
+    plan = {
+        "LOCUST_SLO_MS": "400",
+        "LOCUST_WAIT_MIN": "0.01",
+        "LOCUST_WAIT_MAX": "0.05",
+        "LOCUST_BP_START_USERS": "2",
+        "LOCUST_BP_STEP_USERS": "3",
+        "LOCUST_BP_STEP_SECONDS": "5",
+        "LOCUST_BP_MAX_USERS": "30",
+        "LOCUST_BP_SPAWN_RATE": "20",
+    }
+    with running_api(tmp_path / "api", model_dir, workers=1, **slow) as api, distributed_locust(
+        tmp_path / "locust", api.url, workers=2, master_args=["--headless"],
+        locustfile="locustfile.py,shapes/breaking_point.py", **plan,
+    ) as run:  # fmt: skip
+        run.master.wait(180)
+        output = run.logs[0].read_text()  # the master's whole log
+
+    summary = json.loads(Path(f"{run.csv_prefix}_breaking_point.json").read_text())
+    held, breaking = summary["last_held"], summary["breaking_step"]
+    assert "broke the SLO" in summary["result"], output
+    assert held is not None, summary
+    assert held["p99_ms"] <= 400 < breaking["p99_ms"] or breaking["failure_ratio"] > 0.01
+    assert breaking["users"] == held["users"] + 3
+    assert "breaking point:" in output
+
+    with Path(f"{run.csv_prefix}_stats_history.csv").open() as rows:
+        history = [row for row in csv.DictReader(rows) if row["Name"] == "Aggregated"]
+    assert max(int(row["User Count"]) for row in history) == breaking["users"]
+    during = [row for row in history if int(row["User Count"]) == held["users"]]
+    counted = int(during[-1]["Total Request Count"]) - int(during[0]["Total Request Count"])
+    seconds = float(during[-1]["Timestamp"]) - float(during[0]["Timestamp"])
+    # The step was measured over part of the rows where its users ran (after their ramp): same rate, 1 s rows.
+    assert held["requests"] <= counted + held["rps"] * 2
+    assert abs(held["rps"] - counted / seconds) <= 0.25 * held["rps"]
