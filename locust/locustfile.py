@@ -6,5 +6,5 @@
 Options (also LOCUST_* variables and fields of the UI's start form): `locust -f locustfile.py --help`.
 """
 
-from lab_locust import exporter, options  # noqa: F401  (registers the lab's options and the exporter)
+from lab_locust import exporter, options, rejoin  # noqa: F401  (register options, exporter, rejoining)
 from lab_locust.users import CreditRiskUser, HousePriceUser  # noqa: F401

@@ -8,11 +8,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx2
 import pytest
 
-from tests.support.locust import LOCUST_DIR, distributed_locust
+from tests.support.locust import LOCUST_DIR, distributed_locust, start_locust
 from tests.support.metrics import parse, total
-from tests.support.processes import BIN, clean_env, running_api
+from tests.support.processes import BIN, clean_env, free_port, running_api, stop
+from tests.support.waiting import wait_for
 
 USERS = 10
 WORKER_REPORT_INTERVAL = 3.0  # locust.runners.WORKER_REPORT_INTERVAL
@@ -125,3 +127,37 @@ def test_the_breaking_point_stops_at_the_breach_and_its_summary_matches_locusts_
     # The step was measured over part of the rows where its users ran (after their ramp): same rate, 1 s rows.
     assert held["requests"] <= counted + held["rps"] * 2
     assert abs(held["rps"] - counted / seconds) <= 0.25 * held["rps"]
+
+
+def test_a_worker_started_before_its_master_joins_it_and_rejoins_a_restarted_master(tmp_path):
+    master_port = free_port()
+    worker_args = ["-f", "locustfile.py", "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
+    worker = start_locust(worker_args, tmp_path / "worker.log")
+
+    def master(name: str):
+        exporter_port = free_port()
+        args = [
+            "-f", "locustfile.py", "--master", "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", str(master_port), "--web-host", "127.0.0.1", "--web-port", str(free_port()),
+            "--exporter-port", str(exporter_port), "-H", "http://127.0.0.1:9",
+        ]  # fmt: skip
+        url = f"http://127.0.0.1:{exporter_port}/metrics"
+        return start_locust(args, tmp_path / f"{name}.log"), url
+
+    def workers_seen(url: str) -> bool:
+        return parse(httpx2.get(url, timeout=2).text)[("locust_workers", ())] == 1
+
+    try:
+        first, url = master("master-1")
+        wait_for(lambda: workers_seen(url), 30, "the early worker to join the master")
+        first.kill()  # the master is lost, not stopped: no goodbye to its workers
+        first.wait(10)
+        second, url = master("master-2")
+        try:
+            wait_for(lambda: workers_seen(url), 60, "the worker to rejoin the restarted master")
+            assert worker.poll() is None, "the worker gave up instead of reconnecting"
+        finally:
+            stop(second)
+    finally:
+        stop(worker)
+    assert "open file limit" not in (tmp_path / "master-1.log").read_text().lower()

@@ -44,7 +44,8 @@ class LocustRun:
         return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in self.logs)
 
 
-def _start(command: Sequence[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
+def start_locust(command: Sequence[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`locust COMMAND...` in locust/, its output to `log`."""
     return subprocess.Popen(
         [str(BIN / "locust"), *command],
         cwd=LOCUST_DIR,
@@ -64,7 +65,7 @@ def distributed_locust(
     master_port, web_port, exporter_port = free_port(), free_port(), free_port()
     csv_prefix = workdir / "run"
     master_log = workdir / "master.log"
-    master = _start(
+    master = start_locust(
         [
             "-f", locustfile, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
             "--expect-workers", str(workers), "--web-host", "127.0.0.1", "--web-port", str(web_port),
@@ -79,7 +80,7 @@ def distributed_locust(
         cleanup.callback(stop, master)
         for i in range(workers):
             log = workdir / f"worker-{i}.log"
-            worker = _start(
+            worker = start_locust(
                 ["-f", locustfile, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
                 log,
                 **env,
