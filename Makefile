@@ -12,10 +12,11 @@ API_PORT ?= 8000
 # prometheus-client's multiprocess files for a native API; gunicorn empties the folder when it starts.
 METRICS_DIR ?= $(or $(TMPDIR),/tmp)/model-lab-metrics-$(API_PORT)
 PYTEST_ARGS ?=
+LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install train api test test-unit test-integration lint format bench clean
+.PHONY: help install train api locust test test-unit test-integration lint format bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -38,6 +39,12 @@ train: install ## (re)train both models into services/model-api/artifacts
 api: install $(ARTIFACTS) ## run the API in the foreground on 127.0.0.1:$API_PORT with $WEB_CONCURRENCY workers
 	cd $(API_DIR) && PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) \
 		$(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(API_PORT)
+
+locust: install ## Locust master (UI on 127.0.0.1:8089) + $LOCUST_WORKERS workers against the native API
+	cd locust && trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	for i in $$(seq $(LOCUST_WORKERS)); do $(BIN)/locust -f locustfile.py --worker --master-host 127.0.0.1 & done; \
+	$(BIN)/locust -f locustfile.py,shapes --class-picker --master --master-bind-host 127.0.0.1 \
+		--web-host 127.0.0.1 -H http://127.0.0.1:$(API_PORT)
 
 test: install ## run every test tier (unit, integration, compose); PYTEST_ARGS passes options to pytest
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -51,3 +51,40 @@ def test_every_metric_family_is_in_the_metrics_table_with_its_type_and_labels():
         assert rows[name][1:3] == [metric._type, labels], name
     for name, (kind, labels, _) in SCRAPE_TIME_FAMILIES.items():
         assert rows[name][1:3] == [kind, ", ".join(f"`{label}`" for label in labels) or "none"], name
+
+
+def test_every_locust_option_is_in_the_load_generator_table_with_its_variable_and_default():
+    from lab_locust.options import DEFAULTS
+
+    rows = {}
+    for line in (DOCS / "load-generator.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `--"):
+            rows[cells[0].strip("`")] = cells
+
+    assert set(rows) == {"--" + name.replace("_", "-") for name in DEFAULTS}
+    for name, default in DEFAULTS.items():
+        row = rows["--" + name.replace("_", "-")]
+        assert row[1] == f"`LOCUST_{name.upper()}`"
+        assert row[2] == (f"`{default:g}`" if isinstance(default, int | float) else f"`{default}`")
+
+
+def test_every_exporter_family_is_in_the_load_generator_table():
+    from types import SimpleNamespace
+
+    from lab_locust.exporter import LocustCollector
+    from locust.stats import RequestStats
+
+    stats = RequestStats(use_response_times_cache=True)
+    stats.log_request("POST", "/classify", 10, 1)
+    runner = SimpleNamespace(stats=stats, user_count=1, state="running", current_cpu_usage=1.0)
+    names = {}
+    for family in LocustCollector(SimpleNamespace(runner=runner)).collect():
+        names[family.name + ("_total" if family.type == "counter" else "")] = family.type
+
+    rows = {}
+    for line in (DOCS / "load-generator.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `locust_"):
+            rows[cells[0].strip("`")] = cells[1]
+    assert rows == names
