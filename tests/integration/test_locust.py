@@ -161,3 +161,31 @@ def test_a_worker_started_before_its_master_joins_it_and_rejoins_a_restarted_mas
     finally:
         stop(worker)
     assert "open file limit" not in (tmp_path / "master-1.log").read_text().lower()
+
+
+def count_requests(prefix: Path) -> int:
+    with Path(f"{prefix}_stats.csv").open() as rows:
+        return next(int(row["Request Count"]) for row in csv.DictReader(rows) if row["Name"] == "Aggregated")
+
+
+def test_an_open_workload_keeps_its_pace_when_the_server_is_slow(tmp_path, model_dir):
+    # Each answer takes 500 ms. One closed user (no think time) can send 2 a second; one open user at 8/s
+    # sends 8 a second regardless, the requests overlapping in the client's connection pool.
+    slow = {"LAB_HANDLER_STYLE": "async", "LAB_DOWNSTREAM_LATENCY_MS": "500"}
+    runs = {"closed": {"LOCUST_WAIT_MIN": "0", "LOCUST_WAIT_MAX": "0"}, "open": {"LOCUST_OPEN_RATE": "8"}}
+    counted = {}
+    with running_api(tmp_path / "api", model_dir, workers=1, **slow) as api:
+        for workload, env in runs.items():
+            prefix = tmp_path / workload
+            subprocess.run(
+                [
+                    str(BIN / "locust"), "-f", "locustfile.py", "--headless", "-u", "1", "-r", "1", "-t", "6s",
+                    "-H", api.url, "--csv", str(prefix), "--only-summary", "--exporter-port", "0",
+                ],
+                cwd=LOCUST_DIR, env=clean_env(LOCUST_WORKLOAD=workload, LOCUST_HOUSE_WEIGHT="0", **env),
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            counted[workload] = count_requests(prefix)
+
+    assert counted["closed"] <= 2 * 6 + 2
+    assert counted["open"] >= 0.75 * 8 * 6
