@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install train api locust test test-unit test-integration lint format bench clean
+.PHONY: help install train api locust test test-unit test-integration lint format bench bench-locust clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ format: install ## apply ruff's fixes and formatting
 
 bench: install $(ARTIFACTS) ## API benchmarks with wrk (see benchmarks/README.md); writes benchmarks/results/
 	$(BIN)/python -m benchmarks.api_bench
+
+bench-locust: install ## how many req/s one Locust process sends, against nginx (benchmarks/locust_bench.py)
+	$(BIN)/python -m benchmarks.locust_bench
 
 clean: ## remove .venv, trained artifacts and caches
 	rm -rf $(VENV) $(API_DIR)/artifacts .pytest_cache .ruff_cache benchmarks/results

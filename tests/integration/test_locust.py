@@ -189,3 +189,22 @@ def test_an_open_workload_keeps_its_pace_when_the_server_is_slow(tmp_path, model
 
     assert counted["closed"] <= 2 * 6 + 2
     assert counted["open"] >= 0.75 * 8 * 6
+
+
+def test_the_spike_goes_from_steady_to_burst_and_back_then_stops_by_itself(api, tmp_path):
+    prefix = tmp_path / "spike"
+    spike = {
+        "LOCUST_SPIKE_BASE_USERS": "2", "LOCUST_SPIKE_PEAK_USERS": "8", "LOCUST_SPIKE_BASE_SECONDS": "4",
+        "LOCUST_SPIKE_PEAK_SECONDS": "4", "LOCUST_SPIKE_RECOVERY_SECONDS": "4",
+    }  # fmt: skip
+    done = subprocess.run(
+        [str(BIN / "locust"), "-f", "locustfile.py,shapes/spike.py", "--headless", "-H", api.url,
+         "--csv", str(prefix), "--exporter-port", "0"],
+        cwd=LOCUST_DIR, env=clean_env(**spike), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with Path(f"{prefix}_stats_history.csv").open() as rows:
+        users = [int(row["User Count"]) for row in csv.DictReader(rows) if row["Name"] == "Aggregated"]
+    phases = [count for i, count in enumerate(users) if i == 0 or count != users[i - 1]]
+    assert [count for count in phases if count in (2, 8)][:3] == [2, 8, 2]
