@@ -72,8 +72,9 @@ def test_every_locust_option_is_in_the_load_generator_table_with_its_variable_an
 def test_every_exporter_family_is_in_the_load_generator_table():
     from types import SimpleNamespace
 
-    from lab_locust.exporter import LocustCollector
     from locust.stats import RequestStats
+
+    from lab_locust.exporter import LocustCollector
 
     stats = RequestStats(use_response_times_cache=True)
     stats.log_request("POST", "/classify", 10, 1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from lab_locust.exporter import LocustCollector, cumulative_buckets
 from locust.stats import RequestStats
 from prometheus_client import CollectorRegistry, generate_latest
 
+from lab_locust.exporter import LocustCollector, cumulative_buckets
 from model_api.buckets import LATENCY_BUCKETS
 from tests.support.metrics import parse, total
 

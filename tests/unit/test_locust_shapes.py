@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+
 from lab_locust.shapes import BreakingPointPlan, Snapshot, SpikePlan, StepResult, summary_path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from lab_locust.users import judge
 
 

@@ -1,0 +1,66 @@
+"""A real Prometheus (Debian's binary) on a free 127.0.0.1 port, scraping the test's own processes."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+from prometheus.native import native_config
+from tests.support.processes import REPO, free_port, stop
+from tests.support.tools import require
+from tests.support.waiting import wait_for
+
+RULES_DIR = REPO / "prometheus" / "rules"
+
+
+def promtool() -> str:
+    return require("promtool", "prometheus", "LAB_REQUIRE_PROMETHEUS")
+
+
+@dataclass
+class RunningPrometheus:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def query(self, expr: str) -> list[dict]:
+        response = httpx2.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def targets_up(self) -> dict[str, float]:
+        return {r["metric"]["job"]: float(r["value"][1]) for r in self.query("up")}
+
+
+@contextmanager
+def running_prometheus(workdir: Path, api: list[str], locust: str) -> Iterator[RunningPrometheus]:
+    """Prometheus with the native config generated from prometheus/prometheus.yml."""
+    import yaml
+
+    binary = require("prometheus", "prometheus", "LAB_REQUIRE_PROMETHEUS")
+    port = free_port()
+    config = workdir / "prometheus.yml"
+    config.write_text(yaml.safe_dump(native_config(api, locust, f"127.0.0.1:{port}")))
+    log = workdir / "prometheus.log"
+    process = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    running = RunningPrometheus(f"http://127.0.0.1:{port}", process, log)
+
+    def ready() -> bool:
+        assert process.poll() is None, f"prometheus exited:\n{log.read_text()[-3000:]}"
+        return httpx2.get(f"{running.url}/-/ready", timeout=2).status_code == 200
+
+    try:
+        wait_for(ready, 30, "Prometheus to be ready")
+        yield running
+    finally:
+        stop(process)
