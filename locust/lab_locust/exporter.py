@@ -61,6 +61,10 @@ class LocustCollector:
         if runner is None:
             return
         yield GaugeMetricFamily("locust_users", "Users currently running.", value=runner.user_count)
+        options = self.environment.parsed_options
+        slo_ms = getattr(options, "slo_ms", None) if options is not None else None
+        if slo_ms is not None:  # so that rules compare the client P99 with the SLO this run judges by
+            yield GaugeMetricFamily("locust_slo_seconds", "The SLO: slower responses count as failures.", slo_ms / 1000)
         state = GaugeMetricFamily("locust_runner_state", "1 for the runner's current state.", labels=["state"])
         for name in RUNNER_STATES:
             state.add_metric([name], 1.0 if runner.state == name else 0.0)

@@ -13,12 +13,12 @@ from model_api.settings import Settings, env_name
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def table_rows(path: Path) -> dict[str, list[str]]:
-    """First-column name (in backticks) -> the row's cells, for every Markdown table row in the file."""
+def table_rows(path: Path, name: str = r"`([A-Za-z_]+)`") -> dict[str, list[str]]:
+    """First-column name (in backticks, matching `name`) -> the row's cells, for every Markdown table row."""
     rows = {}
     for line in path.read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        match = re.fullmatch(r"`([A-Za-z_]+)`", cells[0]) if line.startswith("|") else None
+        match = re.fullmatch(name, cells[0]) if line.startswith("|") else None
         if match:
             rows[match.group(1)] = cells
     return rows
@@ -80,7 +80,8 @@ def test_every_exporter_family_is_in_the_load_generator_table():
     stats.log_request("POST", "/classify", 10, 1)
     runner = SimpleNamespace(stats=stats, user_count=1, state="running", current_cpu_usage=1.0)
     names = {}
-    for family in LocustCollector(SimpleNamespace(runner=runner)).collect():
+    environment = SimpleNamespace(runner=runner, parsed_options=SimpleNamespace(slo_ms=1000.0))
+    for family in LocustCollector(environment).collect():
         names[family.name + ("_total" if family.type == "counter" else "")] = family.type
 
     rows = {}
@@ -89,3 +90,12 @@ def test_every_exporter_family_is_in_the_load_generator_table():
         if line.startswith("| `locust_"):
             rows[cells[0].strip("`")] = cells[1]
     assert rows == names
+
+
+def test_every_recording_rule_is_in_the_prometheus_table():
+    import yaml
+
+    rules = yaml.safe_load((DOCS.parent / "prometheus" / "rules" / "recording.yml").read_text())
+    records = [rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule]
+
+    assert list(table_rows(DOCS / "prometheus.md", r"`([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)`")) == records

@@ -36,7 +36,7 @@ def make_environment(runner_class_name: str = "LocalRunner") -> SimpleNamespace:
     stats.log_error("POST", "/classify", RuntimeError("slower than the SLO"))
     stats.log_request("POST", "/predict", 3, 20)
     runner = SimpleNamespace(stats=stats, user_count=7, state="running", current_cpu_usage=95.0)
-    return SimpleNamespace(runner=runner)
+    return SimpleNamespace(runner=runner, parsed_options=SimpleNamespace(slo_ms=250.0))
 
 
 def scrape(environment) -> dict:
@@ -66,6 +66,7 @@ def test_users_state_and_a_saturated_local_runner():
     samples = scrape(make_environment())
 
     assert samples[("locust_users", ())] == 7
+    assert samples[("locust_slo_seconds", ())] == 0.25
     assert samples[("locust_runner_state", (("state", "running"),))] == 1
     assert samples[("locust_runner_state", (("state", "stopped"),))] == 0
     assert samples[("locust_workers", ())] == 0
