@@ -13,7 +13,8 @@ from tests.support.processes import running_api
 from tests.support.prometheus import RULES_DIR, promtool, running_prometheus
 from tests.support.waiting import wait_for
 
-RECORDS = [rule["record"] for group in yaml.safe_load((RULES_DIR / "recording.yml").read_text())["groups"]
+RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
+RECORDS = [rule["record"] for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
            for rule in group["rules"] if "record" in rule]  # fmt: skip
 
 
@@ -43,10 +44,16 @@ def test_the_generated_native_config_passes_promtool_and_keeps_every_job(tmp_pat
 
 
 def test_the_rules_pass_promtool_and_follow_the_naming_convention():
-    done = run_promtool("check", "rules", *map(str, sorted(RULES_DIR.glob("*.yml"))))
+    done = run_promtool("check", "rules", *map(str, RULE_FILES))
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert all(record.count(":") == 2 for record in RECORDS), RECORDS
+
+
+@pytest.mark.parametrize("tests", sorted((RULES_DIR / "tests").glob("*_test.yml")), ids=lambda path: path.name)
+def test_the_rule_unit_tests_pass(tests):
+    done = run_promtool("test", "rules", str(tests))
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +78,12 @@ def test_prometheus_scrapes_the_api_locust_and_itself(live_lab):
 def test_every_recording_rule_returns_data_under_load(live_lab, record):
     series = wait_for(lambda: live_lab.query(record), 90, f"{record} to return a series", interval=1)
     assert series
+
+
+def test_the_diagnosis_gives_exactly_one_verdict_under_load(live_lab):
+    verdicts = wait_for(lambda: live_lab.query("job:lab_diagnosis:verdict"), 90, "a verdict", interval=1)
+    assert len(verdicts) == 1
+    assert verdicts[0]["metric"]["verdict"] in {
+        "healthy", "cpu-bound", "io-bound", "event-loop-blocked", "queueing", "load-generator-saturated",
+        "slo-breached",
+    }  # fmt: skip

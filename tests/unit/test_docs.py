@@ -95,7 +95,9 @@ def test_every_exporter_family_is_in_the_load_generator_table():
 def test_every_recording_rule_is_in_the_prometheus_table():
     import yaml
 
-    rules = yaml.safe_load((DOCS.parent / "prometheus" / "rules" / "recording.yml").read_text())
-    records = [rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule]
+    records = []
+    for name in ("recording.yml", "diagnosis.yml"):
+        rules = yaml.safe_load((DOCS.parent / "prometheus" / "rules" / name).read_text())
+        records += [rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule]
 
     assert list(table_rows(DOCS / "prometheus.md", r"`([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)`")) == records
