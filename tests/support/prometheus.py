@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+import yaml
 
 from prometheus.native import native_config
 from tests.support.processes import REPO, free_port, stop
@@ -16,6 +18,16 @@ from tests.support.tools import require
 from tests.support.waiting import wait_for
 
 RULES_DIR = REPO / "prometheus" / "rules"
+
+
+def rules(kind: str) -> list[dict]:
+    """Every rule of `kind` ("record" or "alert") in the lab's rule files."""
+    return [rule for path in sorted(RULES_DIR.glob("*.yml")) for group in yaml.safe_load(path.read_text())["groups"]
+            for rule in group["rules"] if kind in rule]  # fmt: skip
+
+
+def recorded_series() -> list[str]:
+    return [rule["record"] for rule in rules("record")]
 
 
 def promtool() -> str:
@@ -34,6 +46,21 @@ class RunningPrometheus:
         assert body["status"] == "success", body
         return body["data"]["result"]
 
+    def query_range(self, expr: str, seconds: float = 60, step: str = "5s") -> list[dict]:
+        """What a Grafana time-series panel asks for: the last `seconds`, one sample per `step`."""
+        end = time.time()
+        params = {"query": expr, "start": end - seconds, "end": end, "step": step}
+        body = httpx2.get(f"{self.url}/api/v1/query_range", params=params, timeout=10).json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def label_values(self, label: str, selector: str) -> list[str]:
+        """What a Grafana `label_values(selector, label)` variable offers."""
+        response = httpx2.get(f"{self.url}/api/v1/label/{label}/values", params={"match[]": selector}, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", body
+        return body["data"]
+
     def targets_up(self) -> dict[str, float]:
         return {r["metric"]["job"]: float(r["value"][1]) for r in self.query("up")}
 
@@ -41,8 +68,6 @@ class RunningPrometheus:
 @contextmanager
 def running_prometheus(workdir: Path, api: list[str], locust: str) -> Iterator[RunningPrometheus]:
     """Prometheus with the native config generated from prometheus/prometheus.yml."""
-    import yaml
-
     binary = require("prometheus", "prometheus", "LAB_REQUIRE_PROMETHEUS")
     port = free_port()
     config = workdir / "prometheus.yml"

@@ -101,3 +101,34 @@ def test_every_recording_rule_is_in_the_prometheus_table():
         records += [rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule]
 
     assert list(table_rows(DOCS / "prometheus.md", r"`([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)`")) == records
+
+
+def test_every_diagnosis_alert_is_in_the_prometheus_table_with_its_verdict():
+    import yaml
+
+    rules = yaml.safe_load((DOCS.parent / "prometheus" / "rules" / "diagnosis.yml").read_text())
+    alerts = {
+        rule["alert"]: rule["expr"].split('"')[1]
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    rows = table_rows(DOCS / "prometheus.md", r"`(Lab[A-Za-z]+)`")
+    assert {name: cells[1].strip("`") for name, cells in rows.items()} == alerts
+
+
+def test_the_grafana_guide_lists_every_dashboard_panel_in_its_row():
+    import json
+
+    dashboard = json.loads((DOCS.parent / "grafana" / "dashboards" / "lab.json").read_text())
+    rows: dict[str, list[str]] = {}
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            current = rows.setdefault(panel["title"].split(":")[0], [])
+        else:
+            current.append(panel["title"])
+    documented = {
+        cells[0]: cells[2].split(" · ") for cells in table_rows(DOCS / "grafana.md", r"([A-Z][a-z A-Z]+)").values()
+    }
+    documented.pop("row", None)
+    assert documented == rows
