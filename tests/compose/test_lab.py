@@ -1,0 +1,110 @@
+"""The lab on a real Docker engine: compose files valid, the stack up and scraped, scaling, and two signatures.
+
+Grafana joins only where its image is present (no registry here, and no stand-in for it).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.support.compose import GRAFANA_IMAGE, Lab, build_images, image_present, require_docker, running_lab
+from tests.support.processes import REPO
+from tests.support.waiting import wait_for
+
+SCENARIOS = sorted(path.stem for path in (REPO / "scenarios").glob("*.yaml"))
+CORE = ["api", "prometheus", "locust-master", "locust-worker"]
+
+
+@pytest.mark.parametrize("scenario", [None, *SCENARIOS], ids=lambda s: s or "compose.yaml alone")
+def test_docker_compose_config_is_valid(scenario):
+    docker = require_docker()
+    files = ["-f", "compose.yaml", *(["-f", f"scenarios/{scenario}.yaml"] if scenario else [])]
+    done = subprocess.run(
+        [docker, "compose", *files, "config", "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def images():
+    build_images()
+
+
+@pytest.fixture(scope="module")
+def lab(images):
+    services = [*CORE, "grafana"] if image_present(GRAFANA_IMAGE) else CORE
+    with running_lab("lab-test", services=services, scale={"api": 2, "locust-worker": 2}) as running:
+        yield running
+
+
+def test_prometheus_scrapes_both_api_replicas_and_the_locust_exporter(lab: Lab):
+    def targets():
+        up = lab.query("up")
+        jobs = [(s["metric"]["job"], s["value"][1]) for s in up]
+        return jobs if jobs.count(("model-api", "1")) == 2 and ("locust", "1") in jobs else None
+
+    jobs = wait_for(targets, 90, "two API targets and the Locust exporter up", interval=1)
+    assert ("prometheus", "1") in jobs
+
+
+def test_a_distributed_swarm_is_counted_by_the_api_and_the_exporter(lab: Lab):
+    wait_for(lambda: lab.value("max(locust_workers)") == 2, 90, "the exporter to report 2 workers", interval=1)
+
+    lab.swarm(users=10, spawn_rate=5, seconds=20)
+
+    served = wait_for(
+        lambda: lab.value('sum(lab_http_requests_total{route=~"/classify|/predict"})'), 30, "API requests", interval=1
+    )
+    sent = wait_for(lambda: lab.value("sum(locust_requests_total)"), 30, "Locust requests", interval=1)
+    assert served > 0
+    assert sent > 0
+    assert lab.value("max(locust_workers)") == 2
+    replicas = lab.query('sum by (instance) (lab_http_requests_total{route=~"/classify|/predict"})')
+    assert len(replicas) == 2, "both API replicas served requests"
+    stats = (lab.reports / "run_stats.csv").read_text()
+    assert "/classify" in stats, "the master wrote its CSV report to the bind-mounted folder"
+
+
+def test_scaling_locust_workers_does_not_restart_the_master(lab: Lab):
+    (master,) = lab.container_ids("locust-master")
+    started = lab.started_at(master)
+
+    lab.compose("up", "-d", "--no-recreate", "--scale", "locust-worker=3", "locust-worker")
+
+    wait_for(lambda: lab.value("max(locust_workers)") == 3, 90, "the exporter to report 3 workers", interval=1)
+    assert lab.container_ids("locust-master") == [master]
+    assert lab.started_at(master) == started
+
+
+def test_containers_run_as_non_root_and_bind_the_host_to_127_0_0_1(lab: Lab):
+    for service in ["api", "prometheus", "locust-master"]:
+        container = lab.container_ids(service)[0]
+        user = subprocess.run(
+            ["docker", "exec", container, "id", "-u"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+        assert user != "0", f"{service} runs as root"
+    ports = lab.compose("ps", "--format", "{{.Publishers}}").stdout
+    assert "0.0.0.0" not in ports
+    assert "127.0.0.1" in ports
+
+
+def cpu_under_load(scenario: str, users: int) -> float:
+    """The scenario's highest CPU utilization (against the limit) under the same bounded load, from Prometheus."""
+    with running_lab(f"lab-{scenario}", scenario=scenario, services=CORE) as lab:
+        wait_for(lambda: lab.value("max(locust_workers)") == 2, 90, "2 Locust workers", interval=1)
+        lab.swarm(users=users, spawn_rate=10, seconds=40)
+        return wait_for(
+            lambda: lab.value("max(max_over_time(instance:lab_cpu_utilization:ratio_rate30s[1m]))"),
+            30, "CPU utilization", interval=1,
+        )  # fmt: skip
+
+
+def test_cpu_bound_pins_the_cpu_and_io_bound_leaves_it_idle(images):
+    cpu_bound = cpu_under_load("cpu-bound", users=40)
+    io_bound = cpu_under_load("io-bound", users=40)
+    print(f"CPU utilization against the limit: cpu-bound {cpu_bound:.2f}, io-bound {io_bound:.2f}")
+    assert cpu_bound > 0.8
+    assert io_bound < 0.5
