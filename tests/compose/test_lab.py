@@ -5,6 +5,7 @@ Grafana joins only where its image is present (no registry here, and no stand-in
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -71,12 +72,14 @@ def test_a_distributed_swarm_is_counted_by_the_api_and_the_exporter(lab: Lab):
 def test_scaling_locust_workers_does_not_restart_the_master(lab: Lab):
     (master,) = lab.container_ids("locust-master")
     started = lab.started_at(master)
+    apis = lab.container_ids("api")
 
-    lab.compose("up", "-d", "--no-recreate", "--scale", "locust-worker=3", "locust-worker")
+    lab.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", "locust-worker=3", "locust-worker")
 
     wait_for(lambda: lab.value("max(locust_workers)") == 3, 90, "the exporter to report 3 workers", interval=1)
     assert lab.container_ids("locust-master") == [master]
     assert lab.started_at(master) == started
+    assert lab.container_ids("api") == apis
 
 
 def test_containers_run_as_non_root_and_bind_the_host_to_127_0_0_1(lab: Lab):
@@ -108,3 +111,20 @@ def test_cpu_bound_pins_the_cpu_and_io_bound_leaves_it_idle(images):
     print(f"CPU utilization against the limit: cpu-bound {cpu_bound:.2f}, io-bound {io_bound:.2f}")
     assert cpu_bound > 0.8
     assert io_bound < 0.5
+
+
+def test_each_api_replica_has_the_cpu_limit_from_env_and_its_metrics_in_a_tmpfs(lab: Lab):
+    limits = wait_for(lambda: (r := lab.query("lab_container_cpu_limit_cores")) and len(r) == 2 and r, 60, "limits")
+    assert [float(series["value"][1]) for series in limits] == [1.0, 1.0]
+    container = lab.container_ids("api")[0]
+    mounts = subprocess.run(
+        ["docker", "exec", container, "python", "-c", "print(open('/proc/mounts').read())"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert re.search(r"^tmpfs /tmp/prometheus-multiproc tmpfs ", mounts, re.M), mounts
+
+
+def test_locust_does_not_warn_about_the_open_file_limit(lab: Lab):
+    logs = lab.compose("logs", "--no-color", "locust-master", "locust-worker").stdout
+    assert "Starting Locust" in logs
+    assert "open file limit" not in logs

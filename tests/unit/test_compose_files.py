@@ -1,0 +1,104 @@
+"""compose.yaml, .env and the scenario overrides, read as files: the promises that need no engine to check."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.support.processes import API_DIR, REPO
+
+COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
+SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
+DESIGN_SCENARIOS = {"baseline", "cpu-bound", "io-bound", "async-io", "blocking-async", "more-workers", "batching"}
+
+
+def dotenv() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in (REPO / ".env").read_text().splitlines() if re.match(r"^[A-Z_]+=", line))
+    return dict(pairs)
+
+
+def seconds(duration: str) -> float:
+    return float(duration.removesuffix("s"))
+
+
+def test_there_is_one_override_per_scenario_of_the_design():
+    assert {path.stem for path in SCENARIOS} == DESIGN_SCENARIOS
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda path: path.stem)
+def test_each_scenario_starts_with_what_it_teaches_and_its_command(path):
+    head = path.read_text().split("\nservices:")[0]
+    assert head.startswith(f"# {path.stem}: ")
+    assert "Teaches: " in head
+    assert f"docker compose -f compose.yaml -f scenarios/{path.name} up" in head
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda path: path.stem)
+def test_each_scenario_changes_only_the_api_and_only_knobs_the_api_reads(path):
+    override = yaml.safe_load(path.read_text())
+    assert list(override) == ["services"]
+    assert list(override["services"]) == ["api"]
+    api = override["services"]["api"]
+    assert set(api) <= {"environment", "cpus"}
+    assert set(api.get("environment", {})) <= set(COMPOSE["services"]["api"]["environment"])
+
+
+def test_every_host_port_binds_to_127_0_0_1():
+    for name, service in COMPOSE["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_only_the_locust_master_ui_is_published_not_its_exporter_and_workers_publish_nothing():
+    assert COMPOSE["services"]["locust-master"]["ports"] == ["127.0.0.1:${LOCUST_PORT:-8089}:8089"]
+    assert "ports" not in COMPOSE["services"]["locust-worker"]
+    assert "container_name" not in str(COMPOSE), "a fixed container name blocks --scale"
+
+
+def test_images_are_pinned_to_exact_versions():
+    for name, service in COMPOSE["services"].items():
+        image = service["image"]
+        tag = image.rsplit(":", 1)[1]
+        assert tag == "local" or re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image}"
+    for dockerfile in [API_DIR / "Dockerfile", REPO / "locust" / "Dockerfile"]:
+        (base,) = re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.M)
+        assert re.search(r":\d+\.\d+\.\d+", base), base
+
+
+def test_the_api_stops_gracefully_longer_than_gunicorn_waits_for_requests():
+    graceful = re.search(r"^graceful_timeout = (\d+)", (API_DIR / "gunicorn.conf.py").read_text(), re.M)
+    assert seconds(COMPOSE["services"]["api"]["stop_grace_period"]) > int(graceful.group(1))
+
+
+def test_the_api_metrics_folder_is_a_tmpfs_where_the_image_points_prometheus_client():
+    folder = re.search(r"PROMETHEUS_MULTIPROC_DIR=(\S+)", (API_DIR / "Dockerfile").read_text()).group(1)
+    assert any(mount.split(":")[0] == folder for mount in COMPOSE["services"]["api"]["tmpfs"])
+
+
+def test_the_env_file_sets_every_variable_compose_yaml_reads_with_the_same_default():
+    used = dict(re.findall(r"\$\{([A-Z_]+):-([^}]*)\}", (REPO / "compose.yaml").read_text()))
+    env = dotenv()
+    assert set(used) == set(env)
+    assert {name: env[name] for name in used} == used
+    assert env["API_CPUS"] == "1"
+
+
+def test_data_the_learner_needs_outlives_docker_compose_down():
+    assert set(COMPOSE["volumes"]) == {"prometheus-data", "grafana-data"}
+    assert "prometheus-data:/prometheus" in COMPOSE["services"]["prometheus"]["volumes"]
+    assert "grafana-data:/var/lib/grafana" in COMPOSE["services"]["grafana"]["volumes"]
+    assert "${LOCUST_REPORTS:-./reports}:/home/locust/reports" in COMPOSE["services"]["locust-master"]["volumes"]
+    assert (REPO / "reports" / ".gitignore").is_file(), "the reports folder exists in a fresh clone"
+
+
+def test_locust_never_warns_about_open_files():
+    for name in ("locust-master", "locust-worker"):
+        nofile = COMPOSE["services"][name]["ulimits"]["nofile"]
+        assert nofile["soft"] >= 10000, name
+
+
+def test_the_locust_master_waits_for_a_healthy_api():
+    assert COMPOSE["services"]["locust-master"]["depends_on"] == {"api": {"condition": "service_healthy"}}
+    assert "HEALTHCHECK" in (API_DIR / "Dockerfile").read_text()
