@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install train api locust dashboard test test-unit test-integration lint format bench bench-locust clean
+.PHONY: help install train api locust dashboard test test-unit test-integration test-compose lint format bench bench-locust clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ test-unit: install ## the fast tier only (seconds)
 
 test-integration: install ## real processes on 127.0.0.1
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+test-compose: install ## the lab on a real Docker engine (compose.yaml, scenarios, a swarm)
+	$(BIN)/pytest -m compose $(PYTEST_ARGS)
 
 lint: install ## ruff: lint and formatting
 	$(BIN)/ruff check .

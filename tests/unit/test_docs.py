@@ -132,3 +132,19 @@ def test_the_grafana_guide_lists_every_dashboard_panel_in_its_row():
     }
     documented.pop("row", None)
     assert documented == rows
+
+
+def test_every_env_knob_is_in_the_compose_guide_with_its_default():
+    env = dict(
+        line.split("=", 1) for line in (DOCS.parent / ".env").read_text().splitlines() if re.match(r"^[A-Z_]+=", line)
+    )
+    documented = {}
+    for line in (DOCS / "compose.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        names = re.findall(r"`([A-Z_]+)`", cells[0]) if line.startswith("| `") else []
+        defaults = [d.strip() for d in cells[1].split(",")] if names else []
+        for name, default in zip(
+            names, defaults if len(defaults) == len(names) else defaults * len(names), strict=True
+        ):
+            documented[name] = "" if default == "(empty)" else default
+    assert documented == env
