@@ -16,14 +16,14 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install train api locust dashboard test test-unit test-integration test-compose lint format bench bench-locust clean
+.PHONY: help install train api locust dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv with everything native runs and tests need (pinned)
 
-$(VENV)/.installed: requirements-dev.txt $(API_DIR)/requirements.txt $(API_DIR)/pyproject.toml locust/requirements.txt locust/pyproject.toml
+$(VENV)/.installed: requirements-dev.txt experiments/requirements.txt $(API_DIR)/requirements.txt $(API_DIR)/pyproject.toml locust/requirements.txt locust/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e $(API_DIR) -e locust
@@ -74,6 +74,15 @@ bench: install $(ARTIFACTS) ## API benchmarks with wrk (see benchmarks/README.md
 
 bench-locust: install ## how many req/s one Locust process sends, against nginx (benchmarks/locust_bench.py)
 	$(BIN)/python -m benchmarks.locust_bench
+
+SCENARIO ?= baseline
+SCENARIOS ?= baseline cpu-bound io-bound
+EXPERIMENT_ARGS ?=
+experiment: install ## run SCENARIO under the breaking-point load; report in reports/experiments/SCENARIO (EXPERIMENT_ARGS=--native: no Docker)
+	$(BIN)/python -m experiments.run $(SCENARIO) $(EXPERIMENT_ARGS)
+
+compare: install ## put the reports of SCENARIOS side by side: reports/experiments/comparison.md
+	$(BIN)/python -m experiments.compare $(SCENARIOS)
 
 clean: ## remove .venv, trained artifacts and caches
 	rm -rf $(VENV) $(API_DIR)/artifacts .pytest_cache .ruff_cache benchmarks/results

@@ -208,7 +208,8 @@ def diagnosis() -> list[Panel]:
             "Signals behind the verdict",
             "Each signal the diagnosis weighs, over time: red while it holds. The verdict takes the highest one "
             "that holds, in this order: load generator saturated, event loop blocked, CPU-bound, I/O-bound, "
-            "queueing, SLO breached. Latency rising means client P99 over 50 ms and twice its 10-minute low.",
+            "queueing, SLO breached. Latency rising means client P99 over 50 ms and twice its 10-minute low, or over "
+            "half the SLO.",
             [
                 Query("job:lab_signal_load_generator_saturated:bool", "load generator saturated"),
                 Query("job:lab_signal_event_loop_blocked:bool", "event loop blocked"),
@@ -226,20 +227,21 @@ def diagnosis() -> list[Panel]:
         ),
         timeseries(
             "CPU utilization vs limit",
-            "CPU the API's container uses as a share of its CPU limit (100% = the limit, dashed line at 85%). "
-            "Pinned near 100% while latency rises: CPU-bound. Low while latency rises: the API is waiting, "
-            "not computing (I/O-bound or a blocked event loop). Throttled periods: how often the limit stopped it.",
+            "CPU the API's container uses as a share of its CPU limit (100% = the limit, dashed line at 75%). "
+            "Above 75% while latency rises: CPU-bound (requests queue for the CPU long before it reaches 100%). "
+            "Low while latency rises: the API is waiting, not computing (I/O-bound or a blocked event loop). "
+            "Throttled periods: how often the limit stopped it (over 25% also counts as CPU-bound).",
             [
                 Query("instance:lab_cpu_utilization:ratio_rate30s", "CPU used / limit {{instance}}"),
                 Query("instance:lab_cpu_throttled_periods:ratio_rate30s", "throttled periods {{instance}}"),
             ],
             "percentunit",
-            defaults=threshold_line(0.85),
+            defaults=threshold_line(0.75),
         ),
         timeseries(
             "In flight vs capacity",
             "Requests inside the API right now against the threadpool's threads (the most sync handlers can run "
-            "at once), and requests waiting for a thread. In flight flat at capacity with requests waiting, "
+            "at once), and requests waiting for a thread. In flight at or above capacity (it counts the waiting too), "
             "while CPU is low: I/O-bound, every thread waits. Async handlers are not capped by the threadpool.",
             [
                 Query(f"sum by (instance) (lab_http_requests_in_flight{{{ROUTE}}})", "in flight {{instance}}"),

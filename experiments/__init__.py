@@ -1,0 +1,1 @@
+"""Experiments: run a scenario under the breaking-point load and report what it shows (run.py, compare.py)."""

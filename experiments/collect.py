@@ -1,0 +1,87 @@
+"""What an experiment reads back from Prometheus: one series per figure of the report, over the run.
+
+Each series is a single line (aggregated over routes, replicas and workers), read with the lab's recording
+rules wherever one exists, so the report shows the numbers the dashboard and the diagnosis saw.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from experiments.stack import Lab
+
+MODEL_ROUTES = 'route=~"/classify|/predict"'
+SERVER_BUCKETS = f"sum by (le) (rate(lab_http_request_duration_seconds_bucket{{{MODEL_ROUTES}}}[30s]))"
+
+# name -> (PromQL, unit); every one is a single series.
+SERIES: dict[str, tuple[str, str]] = {
+    "users": ("max(locust_users)", "users"),
+    "rps_client": ("sum(endpoint:locust_requests:rate30s)", "req/s"),
+    "rps_server": (f"sum(route:lab_http_requests:rate30s{{{MODEL_ROUTES}}})", "req/s"),
+    "p50_client": ("histogram_quantile(0.50, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))", "s"),
+    "p95_client": ("histogram_quantile(0.95, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))", "s"),
+    "p99_client": ("histogram_quantile(0.99, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))", "s"),
+    "p50_server": (f"histogram_quantile(0.50, {SERVER_BUCKETS})", "s"),
+    "p95_server": (f"histogram_quantile(0.95, {SERVER_BUCKETS})", "s"),
+    "p99_server": (f"histogram_quantile(0.99, {SERVER_BUCKETS})", "s"),
+    "failure_ratio": ("max(endpoint:locust_failures:ratio_rate30s)", "ratio"),
+    "cpu_utilization": ("max(instance:lab_cpu_utilization:ratio_rate30s)", "ratio"),
+    "cpu_throttled": ("max(instance:lab_cpu_throttled_periods:ratio_rate30s)", "ratio"),
+    "memory_bytes": ("sum(lab_container_memory_usage_bytes)", "bytes"),
+    "in_flight": ("job:lab_requests_in_flight:sum", "requests"),
+    "thread_capacity": ("sum(lab_threadpool_threads_capacity)", "threads"),
+    "queueing_gap": ("max(route:lab_queueing_gap_seconds:p99_rate30s)", "s"),
+    "event_loop_lag": ("job:lab_event_loop_lag_seconds:max", "s"),
+    "batch_size": (
+        "sum(rate(lab_batch_size_sum[30s])) / (sum(rate(lab_batch_size_count[30s])) > 0)",
+        "requests",
+    ),
+    "locust_worker_cpu": ("max(locust_worker_cpu_percent)", "%"),
+}
+
+
+@dataclass
+class RunSeries:
+    """The run's figures over time: shared timestamps, one list per series (None where there was no value)."""
+
+    timestamps: list[float]
+    values: dict[str, list[float | None]]
+    verdicts: list[str | None]
+    units: dict[str, str] = field(default_factory=lambda: {name: unit for name, (_, unit) in SERIES.items()})
+
+    def verdict_counts(self) -> dict[str, int]:
+        return dict(Counter(v for v in self.verdicts if v).most_common())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"timestamps": self.timestamps, "values": self.values, "verdicts": self.verdicts, "units": self.units}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunSeries:
+        return cls(data["timestamps"], data["values"], data["verdicts"], data["units"])
+
+
+def _aligned(result: list[dict], timestamps: list[float]) -> list[float | None]:
+    if not result:
+        return [None] * len(timestamps)
+    points = {round(float(t)): float(v) for t, v in result[0]["values"]}
+    return [_finite(points.get(round(t))) for t in timestamps]
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and value == value and abs(value) != float("inf") else None
+
+
+def collect(lab: Lab, start: float, end: float, step: float = 5) -> RunSeries:
+    """Every series of SERIES and the verdict, from `start` to `end` (Unix seconds), one point per `step`."""
+    first = round(start / step) * step
+    timestamps = [first + i * step for i in range(int((end - first) // step) + 1)]
+    values = {name: _aligned(lab.query_range(expr, first, end, step), timestamps) for name, (expr, _) in SERIES.items()}
+    verdicts: list[str | None] = [None] * len(timestamps)
+    index = {round(t): i for i, t in enumerate(timestamps)}
+    for series in lab.query_range("job:lab_diagnosis:verdict", first, end, step):
+        for t, _ in series["values"]:
+            if round(float(t)) in index:
+                verdicts[index[round(float(t))]] = series["metric"]["verdict"]
+    return RunSeries(timestamps, values, verdicts)

@@ -1,0 +1,283 @@
+"""An experiment's report folder: report.json (everything), summary.md (what to read) and PNG charts."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt
+
+from experiments.collect import RunSeries
+
+VERDICT_COLORS = {
+    "healthy": "#73bf69",
+    "cpu-bound": "#f2495c",
+    "io-bound": "#ff9830",
+    "event-loop-blocked": "#b877d9",
+    "queueing": "#fade2a",
+    "slo-breached": "#c4162a",
+    "load-generator-saturated": "#5794f2",
+}
+
+
+@dataclass
+class Step:
+    """The run's figures while a number of users ran (means over that time; the verdict held most often)."""
+
+    users: int
+    seconds: float
+    rps: float | None
+    p99_client_ms: float | None
+    p99_server_ms: float | None
+    cpu_utilization: float | None
+    in_flight: float | None
+    queueing_gap_ms: float | None
+    event_loop_lag_ms: float | None
+    batch_size: float | None
+    verdict: str | None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value * 1000
+
+
+def steps(series: RunSeries, step: float = 5) -> list[Step]:
+    """One Step per number of users the run held, in order."""
+    users = series.values["users"]
+    groups: dict[int, list[int]] = {}
+    for i, count in enumerate(users):
+        if count:
+            groups.setdefault(round(count), []).append(i)
+    result = []
+    for count, indices in sorted(groups.items()):
+
+        def mean(name: str, indices: list[int] = indices) -> float | None:
+            return _mean([series.values[name][i] for i in indices])
+
+        verdicts = Counter(series.verdicts[i] for i in indices if series.verdicts[i])
+        result.append(
+            Step(
+                users=count,
+                seconds=len(indices) * step,
+                rps=mean("rps_client"),
+                p99_client_ms=_ms(mean("p99_client")),
+                p99_server_ms=_ms(mean("p99_server")),
+                cpu_utilization=mean("cpu_utilization"),
+                in_flight=mean("in_flight"),
+                queueing_gap_ms=_ms(mean("queueing_gap")),
+                event_loop_lag_ms=_ms(mean("event_loop_lag")),
+                batch_size=mean("batch_size"),
+                verdict=verdicts.most_common(1)[0][0] if verdicts else None,
+            )
+        )
+    return result
+
+
+def peak(series: RunSeries, name: str) -> float | None:
+    present = [v for v in series.values[name] if v is not None]
+    return max(present) if present else None
+
+
+def verdict_under_load(series: RunSeries, from_users: int) -> str | None:
+    """The verdict held most often once `from_users` or more users ran: the saturated part of the run."""
+    users = series.values["users"]
+    counts = Counter(v for v, u in zip(series.verdicts, users, strict=True) if v and u and u >= from_users)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def build_report(scenario: str, mode: str, series: RunSeries, breaking_point: dict[str, Any] | None) -> dict[str, Any]:
+    held = (breaking_point or {}).get("last_held")
+    all_steps = steps(series)
+    saturated_from = held["users"] if held else (all_steps[-1].users if all_steps else 0)
+    return {
+        "scenario": scenario,
+        "mode": mode,
+        "started": series.timestamps[0] if series.timestamps else None,
+        "ended": series.timestamps[-1] if series.timestamps else None,
+        "breaking_point": breaking_point,
+        "verdict": verdict_under_load(series, saturated_from),
+        "verdicts": series.verdict_counts(),
+        "peaks": {name: peak(series, name) for name in series.values if name != "users"},
+        "steps": [asdict(s) for s in all_steps],
+        "series": series.to_json(),
+    }
+
+
+def _fmt(value: float | None, pattern: str = "{:.1f}", missing: str = "–") -> str:
+    return missing if value is None else pattern.format(value)
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    bp = report["breaking_point"] or {}
+    held = bp.get("last_held")
+    broke = bp.get("breaking_step")
+    peaks = report["peaks"]
+    verdicts = ", ".join(f"{v} {n}x" for v, n in report["verdicts"].items()) or "none"
+    memory = None if peaks["memory_bytes"] is None else peaks["memory_bytes"] / 2**20
+    lines = [
+        f"# Experiment: {report['scenario']}",
+        "",
+        f"Run {report['mode']}, breaking-point load shape. "
+        + bp.get("result", "No breaking-point summary was written."),
+        "",
+        "## The answer",
+        "",
+        "| | users | RPS | P99 (client) | failures |",
+        "|---|---|---|---|---|",
+    ]
+    for label, step in (("last step that held", held), ("step that broke", broke)):
+        if step:
+            lines.append(
+                f"| {label} | {step['users']} | {step['rps']:.1f} | {step['p99_ms']:.0f} ms | "
+                f"{step['failure_ratio']:.1%} |"
+            )
+    lines += [
+        "",
+        f"**Verdict under load: {report['verdict'] or 'none'}** (the diagnosis held most often from the last step "
+        f"that held on; over the whole run: {verdicts}).",
+        "",
+        "## Key figures (peaks over the run)",
+        "",
+        "| figure | peak |",
+        "|---|---|",
+        f"| client RPS | {_fmt(peaks['rps_client'])} req/s |",
+        f"| CPU against the limit | {_fmt(peaks['cpu_utilization'], '{:.0%}')} |",
+        f"| throttled periods | {_fmt(peaks['cpu_throttled'], '{:.0%}')} |",
+        f"| client P99 | {_fmt(_ms(peaks['p99_client']), '{:.0f} ms')} |",
+        f"| server P99 | {_fmt(_ms(peaks['p99_server']), '{:.0f} ms')} |",
+        f"| queueing gap (client P99 − server P99) | {_fmt(_ms(peaks['queueing_gap']), '{:.0f} ms')} |",
+        f"| requests in flight | {_fmt(peaks['in_flight'], '{:.0f}')} "
+        f"(threads: {_fmt(peaks['thread_capacity'], '{:.0f}')}) |",
+        f"| event-loop lag (worst worker) | {_fmt(_ms(peaks['event_loop_lag']), '{:.0f} ms')} |",
+        f"| mean batch size | {_fmt(peaks['batch_size'])} |",
+        f"| API memory | {_fmt(memory, '{:.0f} MiB')} |",
+        f"| busiest Locust worker CPU | {_fmt(peaks['locust_worker_cpu'], '{:.0f}%')} |",
+        "",
+        "## Step by step",
+        "",
+        "| users | RPS | P99 client | P99 server | CPU / limit | in flight | queueing gap | loop lag | batch "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in report["steps"]:
+        lines.append(
+            f"| {s['users']} | {_fmt(s['rps'])} | {_fmt(s['p99_client_ms'], '{:.0f} ms')} | "
+            f"{_fmt(s['p99_server_ms'], '{:.0f} ms')} | {_fmt(s['cpu_utilization'], '{:.0%}')} | "
+            f"{_fmt(s['in_flight'], '{:.1f}')} | {_fmt(s['queueing_gap_ms'], '{:.0f} ms')} | "
+            f"{_fmt(s['event_loop_lag_ms'], '{:.0f} ms')} | {_fmt(s['batch_size'])} | {s['verdict'] or '–'} |"
+        )
+    lines += [
+        "",
+        "## Charts",
+        "",
+        "![RPS and P99 against users](rps_p99_vs_users.png)",
+        "",
+        "![CPU against users](cpu_vs_users.png)",
+        "",
+        "![The run over time, coloured by verdict](timeline.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _xy(report: dict[str, Any], key: str, scale: float = 1) -> tuple[list[int], list[float]]:
+    points = [(s["users"], s[key] * scale) for s in report["steps"] if s[key] is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def chart_rps_p99(reports: list[dict[str, Any]], path: Path, title: str) -> None:
+    """RPS (left) and client P99 (right) against users, one colour per report."""
+    fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for report in reports:
+        ax_rps.plot(*_xy(report, "rps"), marker="o", label=report["scenario"])
+        ax_p99.plot(*_xy(report, "p99_client_ms"), marker="o", label=f"{report['scenario']} client")
+        if len(reports) == 1:
+            ax_p99.plot(*_xy(report, "p99_server_ms"), marker=".", linestyle="--", label="server")
+    slo = (reports[0]["breaking_point"] or {}).get("slo_ms")
+    if slo:
+        ax_p99.axhline(slo, color="grey", linestyle=":", label=f"SLO {slo:.0f} ms")
+    ax_rps.set(title="Requests per second", xlabel="users", ylabel="req/s")
+    ax_p99.set(title="P99 latency", xlabel="users", ylabel="ms")
+    for ax in (ax_rps, ax_p99):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def chart_cpu(reports: list[dict[str, Any]], path: Path, title: str) -> None:
+    """CPU utilization against the limit (100% = the limit) against users."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for report in reports:
+        ax.plot(*_xy(report, "cpu_utilization", 100), marker="o", label=report["scenario"])
+    ax.axhline(100, color="red", linestyle="--", label="the CPU limit")
+    ax.set(title=title, xlabel="users", ylabel="CPU used, % of the limit", ylim=(0, 115))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def chart_timeline(report: dict[str, Any], path: Path) -> None:
+    """Users, RPS, P99 and CPU over the run, the background coloured by the verdict of the moment."""
+    series = RunSeries.from_json(report["series"])
+    t0 = series.timestamps[0]
+    t = [x - t0 for x in series.timestamps]
+    v = series.values
+    panels = [
+        ("users and RPS", [("users", "users", 1), ("rps_client", "client RPS", 1)]),
+        ("P99 (ms)", [("p99_client", "client", 1000), ("p99_server", "server", 1000)]),
+        ("CPU / limit (%)", [("cpu_utilization", "CPU", 100), ("cpu_throttled", "throttled periods", 100)]),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 7), sharex=True)
+    for ax, (label, lines) in zip(axes, panels, strict=True):
+        for name, legend, scale in lines:
+            ax.plot(t, [None if x is None else x * scale for x in v[name]], label=legend)
+        for i, verdict in enumerate(series.verdicts):
+            if verdict and i + 1 < len(t):
+                ax.axvspan(t[i], t[i + 1], color=VERDICT_COLORS.get(verdict, "white"), alpha=0.15, linewidth=0)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[-1].set_xlabel("seconds since the start")
+    shown = [v for v in VERDICT_COLORS if v in report["verdicts"]]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=VERDICT_COLORS[v], alpha=0.4) for v in shown]
+    fig.legend(handles, shown, loc="upper right", ncol=len(shown) or 1, fontsize=8, title="verdict")
+    fig.suptitle(f"{report['scenario']}: the run over time")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(report: dict[str, Any], folder: Path) -> Path:
+    """report.json, summary.md and the three charts in `folder`; returns the summary's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    chart_rps_p99([report], folder / "rps_p99_vs_users.png", f"{report['scenario']}: throughput and latency")
+    chart_cpu([report], folder / "cpu_vs_users.png", f"{report['scenario']}: CPU against users")
+    chart_timeline(report, folder / "timeline.png")
+    summary = folder / "summary.md"
+    summary.write_text(summary_markdown(report))
+    return summary
+
+
+def load_report(folder: Path) -> dict[str, Any]:
+    path = folder / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no report in {folder}: run `make experiment SCENARIO={folder.name}` first")
+    return json.loads(path.read_text())

@@ -1,0 +1,194 @@
+"""Run a scenario as a measured experiment and write its report.
+
+    python -m experiments.run cpu-bound                 # the compose lab (Docker)
+    python -m experiments.run cpu-bound --native        # the same components as processes, without Docker
+    make experiment SCENARIO=cpu-bound
+
+Brings the lab up with the scenario's override, runs the breaking-point load shape through the distributed
+Locust (users in steps until P99 breaks the SLO), reads the run back from Prometheus, tears the lab down and
+writes reports/experiments/<scenario>/: summary.md, report.json and PNG charts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.collect import RunSeries, collect
+from experiments.report import build_report, write_report
+from experiments.stack import REPO, SCENARIOS_DIR, Lab, LabError, compose_lab, native_lab, wait_until
+
+DEFAULT_OUT = REPO / "reports" / "experiments"
+LOCUST_WORKERS = 2
+
+
+@dataclass
+class Plan:
+    """The breaking-point shape's settings (lab_locust.shapes.BreakingPointPlan), sent with the swarm."""
+
+    start_users: int = 5
+    step_users: int = 5
+    step_seconds: float = 20
+    max_users: int = 100
+    spawn_rate: float = 10
+    slo_ms: float = 1000
+    wait_max: float = 2.0  # each user waits 0.01 s to this between requests (lower: more requests per user)
+
+    def form(self) -> dict[str, Any]:
+        return {
+            "wait_max": self.wait_max,
+            "shape_class": "BreakingPointShape",
+            "bp_start_users": self.start_users,
+            "bp_step_users": self.step_users,
+            "bp_step_seconds": self.step_seconds,
+            "bp_max_users": self.max_users,
+            "bp_spawn_rate": self.spawn_rate,
+            "slo_ms": self.slo_ms,
+            # the shape sets users and spawn rate; the form still wants values
+            "user_count": self.start_users,
+            "spawn_rate": self.spawn_rate,
+        }
+
+    def longest(self) -> float:
+        """The longest the plan can run: every step, each with its ramp, plus a margin."""
+        steps = max(1, (self.max_users - self.start_users) // self.step_users + 1)
+        return steps * (self.step_seconds + self.step_users / self.spawn_rate + 2) + 60
+
+
+def say(scenario: str, message: str) -> None:
+    print(f"[{scenario}] {message}", flush=True)
+
+
+def now_line(lab: Lab) -> str:
+    """One line of progress: what Prometheus sees right now."""
+    figures = {
+        "users": lab.value("max(locust_users)"),
+        "rps": lab.value("sum(endpoint:locust_requests:rate30s)"),
+        "p99": lab.value("histogram_quantile(0.99, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))"),
+        "cpu": lab.value("max(instance:lab_cpu_utilization:ratio_rate30s)"),
+    }
+    verdict = lab.query("job:lab_diagnosis:verdict")
+
+    def show(value: float | None, pattern: str) -> str:
+        return "–" if value is None or value != value else pattern.format(value)
+
+    return (
+        f"users {show(figures['users'], '{:.0f}'):>3}  RPS {show(figures['rps'], '{:.1f}'):>6}  "
+        f"P99 {show(figures['p99'] and figures['p99'] * 1000, '{:.0f} ms'):>8}  "
+        f"CPU {show(figures['cpu'], '{:.0%}'):>4}  "
+        f"verdict {verdict[0]['metric']['verdict'] if verdict else '–'}"
+    )
+
+
+def wait_for_lab(lab: Lab, scenario: str) -> None:
+    """Every Locust worker connected, the API scraped: only then does a measurement mean something."""
+    wait_until(lambda: lab.value("max(locust_workers)") == LOCUST_WORKERS, 120, "the Locust workers to connect")
+    wait_until(lambda: lab.value('sum(up{job="model-api"})'), 120, "Prometheus to scrape the API")
+    wait_until(lambda: lab.value("max(locust_users)") is not None, 60, "Prometheus to scrape Locust")
+    say(scenario, f"lab ready: Locust {lab.locust_url}, Prometheus {lab.prometheus_url}"
+        + (f", Grafana {lab.grafana_url}" if lab.grafana_url else ""))  # fmt: skip
+
+
+def run_load(lab: Lab, scenario: str, plan: Plan, progress_every: float = 5) -> tuple[float, float]:
+    """Run the breaking-point shape to its end, printing progress; returns the run's (start, end) times."""
+    started = time.time()
+    lab.start_swarm(**plan.form())
+    deadline = time.monotonic() + plan.longest()
+    while lab.locust_state() not in {"stopped", "ready"}:
+        if time.monotonic() > deadline:
+            raise LabError(f"the breaking-point run did not stop within {plan.longest():.0f}s")
+        say(scenario, f"{time.time() - started:5.0f}s  {now_line(lab)}")
+        time.sleep(progress_every)
+    return started, time.time()
+
+
+def breaking_point_summary(lab: Lab) -> dict[str, Any] | None:
+    """The shape's JSON summary (written by the master when the run stops), or None if it never came."""
+    path = lab.reports / "run_breaking_point.json"
+    try:
+        wait_until(path.is_file, 30, f"the breaking-point summary {path}")
+    except LabError:
+        return None
+    return json.loads(path.read_text())
+
+
+@contextmanager
+def lab_for(scenario: str, native: bool, workdir: Path) -> Iterator[Lab]:
+    if native:
+        with native_lab(workdir, scenario, locust_workers=LOCUST_WORKERS) as lab:
+            yield lab
+    else:
+        with compose_lab(f"lab-exp-{scenario}", workdir / "locust", scenario=scenario) as lab:
+            yield lab
+
+
+def run_experiment(
+    scenario: str, out: Path, plan: Plan, native: bool = False, progress_every: float = 5
+) -> tuple[dict[str, Any], Path]:
+    """Run `scenario` under `plan`; returns the report and the path of its summary."""
+    mode = "natively (processes on 127.0.0.1)" if native else "on Docker Compose"
+    say(scenario, f"starting the lab {mode}")
+    with (
+        tempfile.TemporaryDirectory(prefix=f"experiment-{scenario}-") as tmp,
+        lab_for(scenario, native, Path(tmp)) as lab,
+    ):
+        wait_for_lab(lab, scenario)
+        say(scenario, f"breaking point: {plan.start_users} users, +{plan.step_users} every {plan.step_seconds:.0f}s, "
+            f"until P99 > {plan.slo_ms:.0f} ms or {plan.max_users} users")  # fmt: skip
+        started, ended = run_load(lab, scenario, plan, progress_every)
+        summary = breaking_point_summary(lab)
+        say(scenario, f"run over after {ended - started:.0f}s: {summary['result'] if summary else 'no summary'}")
+        series: RunSeries = collect(lab, started - 5, ended + 5)
+        say(scenario, "collected the run from Prometheus; stopping the lab")
+    report = build_report(scenario, "native" if native else "compose", series, summary)
+    path = write_report(report, out / scenario)
+    say(scenario, f"verdict under load: {report['verdict']}; report: {path}")
+    return report, path
+
+
+def scenarios() -> list[str]:
+    return sorted(path.stem for path in SCENARIOS_DIR.glob("*.yaml"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("scenario", choices=scenarios(), help="the scenario (scenarios/<name>.yaml)")
+    parser.add_argument("--native", action="store_true", help="run the components as processes, without Docker")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where report folders go (%(default)s)")
+    defaults = Plan()
+    parser.add_argument("--start-users", type=int, default=defaults.start_users, help="users in the first step")
+    parser.add_argument("--step-users", type=int, default=defaults.step_users, help="users added per step")
+    parser.add_argument("--step-seconds", type=float, default=defaults.step_seconds, help="seconds measured per step")
+    parser.add_argument("--max-users", type=int, default=defaults.max_users, help="stop here if the SLO holds")
+    parser.add_argument("--slo-ms", type=float, default=defaults.slo_ms, help="a step breaks when P99 exceeds it")
+    parser.add_argument(
+        "--wait-max", type=float, default=defaults.wait_max, help="longest wait between a user's requests (s)"
+    )
+    args = parser.parse_args(argv)
+    for name in ("start_users", "step_users", "max_users"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.step_seconds <= 0 or args.slo_ms <= 0 or args.wait_max < 0.01:
+        parser.error("--step-seconds and --slo-ms must be positive, --wait-max at least 0.01")
+    plan = Plan(args.start_users, args.step_users, args.step_seconds, args.max_users, slo_ms=args.slo_ms,
+                wait_max=args.wait_max)  # fmt: skip
+    try:
+        run_experiment(args.scenario, args.out, plan, native=args.native)
+    except LabError as error:
+        print(f"experiment failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Proof: every scenario, run by the experiment runner on the compose lab, shows the signature DESIGN.md promises.
+
+Each scenario runs once (cached for the module) under the same short breaking-point plan: 10 users, +10 every
+15 s, up to 60, each user waiting up to 1 s between requests (enough load to saturate one CPU).
+The assertions read the runner's report, i.e. what Prometheus recorded, never assumed figures.
+Where a signature does not show, the scenario or the rules are what must change, not these tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from experiments.run import Plan, run_experiment
+from tests.support.compose import build_images, require_docker
+
+PLAN = Plan(start_users=10, step_users=10, step_seconds=15, max_users=60, wait_max=1.0)
+
+Report = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Callable[[str], Report]:
+    require_docker()
+    build_images()
+    out = tmp_path_factory.mktemp("experiments")
+    done: dict[str, Report] = {}
+
+    def run(scenario: str) -> Report:
+        if scenario not in done:
+            done[scenario], summary = run_experiment(scenario, out, PLAN, progress_every=10)
+            print(summary.read_text())
+        return done[scenario]
+
+    return run
+
+
+def peak(report: Report, figure: str) -> float:
+    value = report["peaks"][figure]
+    assert value is not None, f"{report['scenario']}: no {figure} was recorded"
+    return value
+
+
+def held_rps(report: Report) -> float:
+    """RPS at the last step that held the SLO (the most the scenario served within it), else the peak."""
+    held = (report["breaking_point"] or {}).get("last_held")
+    return held["rps"] if held else peak(report, "rps_client")
+
+
+def test_baseline_climbs_towards_its_cpu_limit_as_users_grow_and_says_cpu_bound(experiment):
+    baseline = experiment("baseline")
+    cpu = [step["cpu_utilization"] for step in baseline["steps"] if step["cpu_utilization"] is not None]
+    assert cpu[-1] > 3 * cpu[0]
+    assert peak(baseline, "cpu_utilization") > 0.6
+    assert baseline["verdict"] == "cpu-bound"
+
+
+def test_cpu_bound_pins_the_cpu_with_throttling_and_says_cpu_bound(experiment):
+    report = experiment("cpu-bound")
+    assert peak(report, "cpu_utilization") > 0.85
+    assert peak(report, "cpu_throttled") > 0.1
+    assert report["verdict"] == "cpu-bound"
+
+
+def test_io_bound_keeps_the_cpu_low_with_every_thread_busy_and_says_io_bound(experiment):
+    report = experiment("io-bound")
+    assert peak(report, "cpu_utilization") < 0.5
+    assert peak(report, "in_flight") >= peak(report, "thread_capacity")
+    assert report["verdict"] == "io-bound"
+
+
+def test_async_io_serves_many_times_io_bound_and_at_io_bounds_rate_its_cpu_is_low(experiment):
+    async_io, io_bound = experiment("async-io"), experiment("io-bound")
+    assert peak(async_io, "rps_client") > 2 * peak(io_bound, "rps_client")
+    assert peak(async_io, "in_flight") > peak(io_bound, "thread_capacity")
+    same_traffic = next(s for s in async_io["steps"] if (s["rps"] or 0) >= peak(io_bound, "rps_client"))
+    assert same_traffic["cpu_utilization"] < 0.5
+
+
+def test_blocking_async_lags_its_event_loop_and_says_so(experiment):
+    report = experiment("blocking-async")
+    assert peak(report, "event_loop_lag") > 0.1
+    assert peak(report, "cpu_utilization") < 0.5
+    assert report["verdict"] == "event-loop-blocked"
+
+
+def test_batching_groups_requests_and_serves_more_than_baseline(experiment):
+    batching, baseline = experiment("batching"), experiment("baseline")
+    assert peak(batching, "batch_size") > 1
+    assert peak(batching, "rps_client") > peak(baseline, "rps_client")
+
+
+def test_more_workers_serve_more_cpu_bound_requests_than_baseline(experiment):
+    more, baseline = experiment("more-workers"), experiment("baseline")
+    assert held_rps(more) > held_rps(baseline)
+    assert peak(more, "memory_bytes") > peak(baseline, "memory_bytes")

@@ -1,0 +1,126 @@
+"""The experiment runner's reports, from a synthetic run: steps, the verdict under load, summary, charts, compare."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.collect import SERIES, RunSeries
+from experiments.compare import compare
+from experiments.report import build_report, steps, verdict_under_load, write_report
+from experiments.run import Plan, main
+
+BREAKING_POINT = {
+    "result": "30 users broke the SLO: P99 1300 ms (SLO 1000 ms), failures 5.9% (limit 1%)",
+    "last_held": {"users": 20, "seconds": 15, "requests": 300, "failures": 0, "rps": 20.0, "failure_ratio": 0.0,
+                  "p50_ms": 200, "p95_ms": 500, "p99_ms": 790},
+    "breaking_step": {"users": 30, "seconds": 15, "requests": 330, "failures": 20, "rps": 22.0, "failure_ratio": 0.059,
+                      "p50_ms": 600, "p95_ms": 1100, "p99_ms": 1300},
+    "slo_ms": 1000,
+    "max_failure_ratio": 0.01,
+    "steps": [],
+}  # fmt: skip
+
+
+def synthetic_run() -> RunSeries:
+    """10 users for 4 samples, 20 for 4, 30 for 4: RPS 10/20/22, CPU 0.3/0.8/0.99, healthy then cpu-bound."""
+    users = [10] * 4 + [20] * 4 + [30] * 4
+    level = {10: (10, 0.3, 0.05), 20: (20, 0.8, 0.4), 30: (22, 0.99, 1.2)}
+    values: dict[str, list[float | None]] = {name: [None] * 12 for name in SERIES}
+    values["users"] = list(map(float, users))
+    values["rps_client"] = [float(level[u][0]) for u in users]
+    values["cpu_utilization"] = [level[u][1] for u in users]
+    values["p99_client"] = [level[u][2] for u in users]
+    values["rps_client"][0] = None  # no rate yet at the very start
+    verdicts = ["healthy"] * 5 + ["cpu-bound"] * 6 + ["queueing"]
+    return RunSeries([1000.0 + 5 * i for i in range(12)], values, verdicts)
+
+
+def test_steps_group_the_run_by_users_with_means_and_the_verdict_held_most():
+    result = steps(synthetic_run())
+
+    assert [s.users for s in result] == [10, 20, 30]
+    assert [s.seconds for s in result] == [20, 20, 20]
+    assert [s.rps for s in result] == [10, 20, 22]  # the missing first sample is left out, not counted as 0
+    assert [s.cpu_utilization for s in result] == pytest.approx([0.3, 0.8, 0.99])
+    assert [s.p99_client_ms for s in result] == pytest.approx([50, 400, 1200])
+    assert [s.verdict for s in result] == ["healthy", "cpu-bound", "cpu-bound"]
+
+
+def test_the_verdict_under_load_is_read_from_the_last_step_that_held_on():
+    run = synthetic_run()
+    assert verdict_under_load(run, from_users=20) == "cpu-bound"
+    assert verdict_under_load(run, from_users=10) == "cpu-bound"  # 6 of 12, against 5 healthy
+    assert verdict_under_load(run, from_users=40) is None
+
+
+def test_the_report_names_the_breaking_point_the_verdict_and_the_peaks():
+    report = build_report("cpu-bound", "compose", synthetic_run(), BREAKING_POINT)
+
+    assert report["verdict"] == "cpu-bound"
+    assert report["verdicts"] == {"cpu-bound": 6, "healthy": 5, "queueing": 1}
+    assert report["peaks"]["cpu_utilization"] == 0.99
+    assert report["peaks"]["batch_size"] is None
+
+
+def test_the_report_folder_has_a_summary_and_three_png_charts(tmp_path):
+    report = build_report("cpu-bound", "compose", synthetic_run(), BREAKING_POINT)
+
+    summary = write_report(report, tmp_path / "cpu-bound")
+
+    text = summary.read_text()
+    assert "| last step that held | 20 | 20.0 | 790 ms | 0.0% |" in text
+    assert "| step that broke | 30 | 22.0 | 1300 ms | 5.9% |" in text
+    assert "**Verdict under load: cpu-bound**" in text
+    assert "| 30 | 22.0 | 1200 ms | – | 99% |" in text
+    for chart in ("rps_p99_vs_users.png", "cpu_vs_users.png", "timeline.png"):
+        assert (tmp_path / "cpu-bound" / chart).read_bytes().startswith(b"\x89PNG"), chart
+        assert f"]({chart})" in text
+
+
+def test_a_run_without_a_breaking_point_summary_still_reports(tmp_path):
+    report = build_report("baseline", "native", synthetic_run(), None)
+    text = write_report(report, tmp_path / "baseline").read_text()
+    assert "No breaking-point summary was written." in text
+
+
+def test_compare_puts_reports_side_by_side_in_one_table_and_one_chart(tmp_path):
+    for name in ("baseline", "batching"):
+        write_report(build_report(name, "compose", synthetic_run(), BREAKING_POINT), tmp_path / name)
+
+    path = compare(["baseline", "batching"], tmp_path)
+
+    rows = [
+        line for line in path.read_text().splitlines() if line.startswith("| baseline") or line.startswith("| batching")
+    ]
+    assert len(rows) == 2
+    assert rows[0].startswith("| baseline | cpu-bound | 20 | 20.0 | 790 ms | 22.0 | 99% |")
+    assert (tmp_path / "comparison.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_compare_names_the_missing_report(tmp_path, capsys):
+    from experiments.compare import main as compare_main
+
+    assert compare_main(["no-such-run", "--out", str(tmp_path)]) == 1
+    assert "make experiment SCENARIO=no-such-run" in capsys.readouterr().err
+
+
+def test_the_plan_is_sent_as_the_lab_options_of_the_breaking_point_shape():
+    form = Plan(start_users=10, step_users=10, step_seconds=15, max_users=60, slo_ms=500).form()
+    assert form["shape_class"] == "BreakingPointShape"
+    assert (form["bp_start_users"], form["bp_step_users"], form["bp_max_users"], form["slo_ms"]) == (10, 10, 60, 500)
+    assert Plan(start_users=10, step_users=10, step_seconds=15, max_users=60).longest() > 6 * 15
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["no-such-scenario"], "invalid choice: 'no-such-scenario'"),
+        (["baseline", "--step-users", "0"], "--step-users must be at least 1"),
+        (["baseline", "--slo-ms", "-5"], "must be positive"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_message_naming_them(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
