@@ -90,27 +90,33 @@ def peak(series: RunSeries, name: str) -> float | None:
     return max(present) if present else None
 
 
-def verdict_under_load(series: RunSeries, from_users: int) -> str | None:
-    """The verdict held most often once `from_users` or more users ran: the saturated part of the run."""
+def verdict_under_load(series: RunSeries, broke: bool) -> str | None:
+    """The diagnosis during the run's heaviest step (the most users it ran).
+
+    When the SLO broke there, the bottleneck the diagnosis named most often ("healthy" only if it named none):
+    that is the answer to "why did it break?". When it held, simply the verdict held most often.
+    """
     users = series.values["users"]
-    counts = Counter(v for v, u in zip(series.verdicts, users, strict=True) if v and u and u >= from_users)
+    top = max((u for u in users if u), default=None)
+    counts = Counter(v for v, u in zip(series.verdicts, users, strict=True) if v and u == top)
+    problems = Counter({verdict: n for verdict, n in counts.items() if verdict != "healthy"})
+    if broke and problems:
+        return problems.most_common(1)[0][0]
     return counts.most_common(1)[0][0] if counts else None
 
 
 def build_report(scenario: str, mode: str, series: RunSeries, breaking_point: dict[str, Any] | None) -> dict[str, Any]:
-    held = (breaking_point or {}).get("last_held")
-    all_steps = steps(series)
-    saturated_from = held["users"] if held else (all_steps[-1].users if all_steps else 0)
+    broke = bool((breaking_point or {}).get("breaking_step"))
     return {
         "scenario": scenario,
         "mode": mode,
         "started": series.timestamps[0] if series.timestamps else None,
         "ended": series.timestamps[-1] if series.timestamps else None,
         "breaking_point": breaking_point,
-        "verdict": verdict_under_load(series, saturated_from),
+        "verdict": verdict_under_load(series, broke),
         "verdicts": series.verdict_counts(),
         "peaks": {name: peak(series, name) for name in series.values if name != "users"},
-        "steps": [asdict(s) for s in all_steps],
+        "steps": [asdict(s) for s in steps(series)],
         "series": series.to_json(),
     }
 
@@ -145,8 +151,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        f"**Verdict under load: {report['verdict'] or 'none'}** (the diagnosis held most often from the last step "
-        f"that held on; over the whole run: {verdicts}).",
+        f"**Verdict under load: {report['verdict'] or 'none'}** (the diagnosis during the heaviest step: the "
+        f"bottleneck it named most often there; over the whole run: {verdicts}).",
         "",
         "## Key figures (peaks over the run)",
         "",

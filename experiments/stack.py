@@ -22,6 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS_DIR = REPO / "scenarios"
+MODEL_DIR = REPO / "services" / "model-api" / "artifacts"  # where `make train` writes them
 GRAFANA_IMAGE = "grafana/grafana:13.1.0"
 CORE_SERVICES = ("api", "prometheus", "locust-master", "locust-worker")
 
@@ -252,7 +253,7 @@ def native_lab(workdir: Path, scenario: str | None = None, locust_workers: int =
 
     environment, _cpus = scenario_api_settings(scenario) if scenario else ({}, None)
     workers = int(environment.pop("WEB_CONCURRENCY", "1"))
-    model_dir = REPO / "services" / "model-api" / "artifacts"
+    model_dir = MODEL_DIR
     if not (model_dir / "metadata.json").is_file():
         raise LabError("the models are not trained: run `make train` first")
     reports = workdir / "locust"

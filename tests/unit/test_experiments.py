@@ -46,11 +46,14 @@ def test_steps_group_the_run_by_users_with_means_and_the_verdict_held_most():
     assert [s.verdict for s in result] == ["healthy", "cpu-bound", "cpu-bound"]
 
 
-def test_the_verdict_under_load_is_read_from_the_last_step_that_held_on():
-    run = synthetic_run()
-    assert verdict_under_load(run, from_users=20) == "cpu-bound"
-    assert verdict_under_load(run, from_users=10) == "cpu-bound"  # 6 of 12, against 5 healthy
-    assert verdict_under_load(run, from_users=40) is None
+def test_the_verdict_under_load_is_the_bottleneck_named_in_the_heaviest_step():
+    run = synthetic_run()  # at 30 users: cpu-bound 3x, queueing 1x
+    assert verdict_under_load(run, broke=True) == "cpu-bound"
+    assert verdict_under_load(run, broke=False) == "cpu-bound"
+
+    run.verdicts[8:12] = ["healthy", "healthy", "healthy", "queueing"]
+    assert verdict_under_load(run, broke=True) == "queueing", "when the SLO broke, a named bottleneck wins"
+    assert verdict_under_load(run, broke=False) == "healthy", "when it held, the verdict held most often"
 
 
 def test_the_report_names_the_breaking_point_the_verdict_and_the_peaks():
