@@ -148,3 +148,24 @@ def test_every_env_knob_is_in_the_compose_guide_with_its_default():
         ):
             documented[name] = "" if default == "(empty)" else default
     assert documented == env
+
+
+def test_the_reference_has_every_knob_and_every_metric_in_one_table_each():
+    from lab_locust.options import DEFAULTS
+
+    knobs, metrics = set(), set()
+    for line in (DOCS / "reference.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            knobs |= set(re.findall(r"`([A-Z][A-Z_]+)`", cells[0]))
+        if line.startswith("| `") and len(cells) == 5:
+            metrics.add(cells[0].strip("`"))
+    env = {
+        line.split("=")[0] for line in (DOCS.parent / ".env").read_text().splitlines() if re.match(r"^[A-Z_]+=", line)
+    }
+
+    assert {env_name(name) for name in Settings.model_fields} <= knobs
+    assert env <= knobs
+    assert {f"LOCUST_{name.upper()}" for name in DEFAULTS} <= knobs
+    assert set(all_family_names()) <= metrics
+    assert set(table_rows(DOCS / "load-generator.md", r"`(locust_[a-z_]+)`")) <= metrics
