@@ -127,6 +127,9 @@ def _serve(environment: Any, **_kwargs: Any) -> None:
         return
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LocustCollector(environment))
-    server = WSGIServer(("0.0.0.0", options.exporter_port), make_wsgi_app(registry), log=None)
+    # The same interface as the web UI: 127.0.0.1 when `--web-host 127.0.0.1` (native runs), every interface
+    # by default (in a container, where Prometheus reaches it over the lab's network).
+    host = options.web_host if getattr(options, "web_host", "") not in ("", "*") else "0.0.0.0"
+    server = WSGIServer((host, options.exporter_port), make_wsgi_app(registry), log=None)
     server.start()
     environment.lab_exporter = server

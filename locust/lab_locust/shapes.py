@@ -179,6 +179,7 @@ class BreakingPointShape(LoadTestShape):
     def __init__(self) -> None:
         super().__init__()
         self.plan: BreakingPointPlan | None = None
+        events.test_stop.add_listener(self._write_summary)
 
     def _make_plan(self) -> BreakingPointPlan:
         o = self.runner.environment.parsed_options
@@ -195,18 +196,19 @@ class BreakingPointShape(LoadTestShape):
     def tick(self) -> Tick:
         if self.plan is None:
             self.plan = self._make_plan()
-            events.test_stop.add_listener(self._write_summary)
         now = self.get_run_time()
         return self.plan.tick(now, lambda: Snapshot.of(self.runner.stats, self.get_run_time()))
 
     def _write_summary(self, environment: Any, **_kwargs: Any) -> None:
         if self.plan is None:
             return
+        # The run is over: the next one (a master that stays up runs the shape again and again) plans afresh.
+        plan, self.plan = self.plan, None
         path = summary_path(environment.parsed_options, "breaking_point")
-        path.write_text(json.dumps(self.plan.summary(), indent=2) + "\n")
-        held = self.plan.last_held
+        path.write_text(json.dumps(plan.summary(), indent=2) + "\n")
+        held = plan.last_held
         log.info(
-            f"breaking point: {self.plan.finished_reason}; "
+            f"breaking point: {plan.finished_reason}; "
             + (
                 f"last step that held: {held.users} users, {held.rps:.1f} req/s, "
                 f"P50/P95/P99 {held.p50_ms:.0f}/{held.p95_ms:.0f}/{held.p99_ms:.0f} ms"
