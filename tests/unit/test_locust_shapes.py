@@ -127,3 +127,26 @@ def test_the_summary_goes_next_to_locusts_reports(csv, html, expected):
     options = SimpleNamespace(csv_prefix=csv, html_file=html)
 
     assert str(summary_path(options, "breaking_point")) == expected
+
+
+def test_the_breaking_point_shape_plans_afresh_for_each_run_of_a_long_lived_master(tmp_path):
+    from locust.stats import RequestStats
+
+    from lab_locust.shapes import BreakingPointShape
+
+    options = SimpleNamespace(
+        bp_start_users=5, bp_step_users=5, bp_step_seconds=20, bp_max_users=50, bp_spawn_rate=10, slo_ms=1000,
+        bp_max_failure_ratio=0.01, csv_prefix=str(tmp_path / "run"), html_file=None,
+    )  # fmt: skip
+    environment = SimpleNamespace(parsed_options=options)
+    shape = BreakingPointShape()
+    shape.runner = SimpleNamespace(environment=environment, stats=RequestStats())
+
+    assert shape.tick() == (5, 10)
+    first_plan = shape.plan
+    first_plan.finished_reason = "5 users broke the SLO"  # the run ended at its breaking point
+    shape._write_summary(environment)  # what Locust's test_stop does then
+
+    assert (tmp_path / "run_breaking_point.json").is_file()
+    assert shape.tick() == (5, 10), "a second run starts again at the first step"
+    assert shape.plan is not first_plan
