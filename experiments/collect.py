@@ -14,15 +14,16 @@ from experiments.stack import Lab
 
 MODEL_ROUTES = 'route=~"/classify|/predict"'
 SERVER_BUCKETS = f"sum by (le) (rate(lab_http_request_duration_seconds_bucket{{{MODEL_ROUTES}}}[30s]))"
+CLIENT_BUCKETS = "sum by (le) (rate(locust_response_time_seconds_bucket[30s]))"
 
 # name -> (PromQL, unit); every one is a single series.
 SERIES: dict[str, tuple[str, str]] = {
     "users": ("max(locust_users)", "users"),
     "rps_client": ("sum(endpoint:locust_requests:rate30s)", "req/s"),
     "rps_server": (f"sum(route:lab_http_requests:rate30s{{{MODEL_ROUTES}}})", "req/s"),
-    "p50_client": ("histogram_quantile(0.50, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))", "s"),
-    "p95_client": ("histogram_quantile(0.95, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))", "s"),
-    "p99_client": ("histogram_quantile(0.99, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))", "s"),
+    "p50_client": (f"histogram_quantile(0.50, {CLIENT_BUCKETS})", "s"),
+    "p95_client": (f"histogram_quantile(0.95, {CLIENT_BUCKETS})", "s"),
+    "p99_client": (f"histogram_quantile(0.99, {CLIENT_BUCKETS})", "s"),
     "p50_server": (f"histogram_quantile(0.50, {SERVER_BUCKETS})", "s"),
     "p95_server": (f"histogram_quantile(0.95, {SERVER_BUCKETS})", "s"),
     "p99_server": (f"histogram_quantile(0.99, {SERVER_BUCKETS})", "s"),

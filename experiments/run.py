@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.collect import RunSeries, collect
+from experiments.collect import SERIES, RunSeries, collect
 from experiments.report import build_report, write_report
 from experiments.stack import REPO, SCENARIOS_DIR, Lab, LabError, compose_lab, native_lab, wait_until
 
@@ -70,10 +70,8 @@ def say(scenario: str, message: str) -> None:
 def now_line(lab: Lab) -> str:
     """One line of progress: what Prometheus sees right now."""
     figures = {
-        "users": lab.value("max(locust_users)"),
-        "rps": lab.value("sum(endpoint:locust_requests:rate30s)"),
-        "p99": lab.value("histogram_quantile(0.99, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))"),
-        "cpu": lab.value("max(instance:lab_cpu_utilization:ratio_rate30s)"),
+        key: lab.value(SERIES[name][0])
+        for key, name in (("users", "users"), ("rps", "rps_client"), ("p99", "p99_client"), ("cpu", "cpu_utilization"))
     }
     verdict = lab.query("job:lab_diagnosis:verdict")
 

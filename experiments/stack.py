@@ -11,6 +11,7 @@ import random
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -39,18 +40,15 @@ def scenario_file(name: str) -> Path:
     return path
 
 
-def scenario_api_settings(name: str) -> tuple[dict[str, str], float | None]:
-    """The API environment and CPU limit a scenario's override sets (what a native run applies)."""
+def scenario_api_environment(name: str) -> dict[str, str]:
+    """The API environment a scenario's override sets (what a native run applies; its `cpus:` cannot be)."""
     api = yaml.safe_load(scenario_file(name).read_text())["services"]["api"]
-    environment = {key: str(value).lower() if isinstance(value, bool) else str(value)
-                   for key, value in api.get("environment", {}).items()}  # fmt: skip
-    return environment, api.get("cpus")
+    return {key: str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in api.get("environment", {}).items()}  # fmt: skip
 
 
 def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     """Poll `condition` until it returns something truthy; LabError naming `what` at the deadline."""
-    import time
-
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -251,7 +249,7 @@ def native_lab(workdir: Path, scenario: str | None = None, locust_workers: int =
     from tests.support.processes import running_api
     from tests.support.prometheus import running_prometheus
 
-    environment, _cpus = scenario_api_settings(scenario) if scenario else ({}, None)
+    environment = scenario_api_environment(scenario) if scenario else {}
     workers = int(environment.pop("WEB_CONCURRENCY", "1"))
     model_dir = MODEL_DIR
     if not (model_dir / "metadata.json").is_file():

@@ -62,5 +62,5 @@ def substitute(expr: str, values: dict[str, str]) -> str:
         expr = expr.replace(name, value)
     for name, value in values.items():
         expr = expr.replace(f"${name}", value)
-    assert "$" not in expr.replace("$1", ""), f"unsubstituted variable in {expr}"
+    assert "$" not in expr, f"unsubstituted variable in {expr}"
     return expr
