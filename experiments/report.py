@@ -90,15 +90,26 @@ def peak(series: RunSeries, name: str) -> float | None:
     return max(present) if present else None
 
 
+# The recording rules look back 30 s, so the diagnosis describes a step until that long after it ended.
+RULE_WINDOW_SECONDS = 30
+
+
 def verdict_under_load(series: RunSeries, broke: bool) -> str | None:
     """The diagnosis during the run's heaviest step (the most users it ran).
 
+    The heaviest step is the last one, and the verdict lags the load by up to a rule window: the samples taken
+    in the window after the load stopped still describe that step, and a short step may have no others.
     When the SLO broke there, the bottleneck the diagnosis named most often ("healthy" only if it named none):
     that is the answer to "why did it break?". When it held, simply the verdict held most often.
     """
-    users = series.values["users"]
+    users, times = series.values["users"], series.timestamps
     top = max((u for u in users if u), default=None)
-    counts = Counter(v for v, u in zip(series.verdicts, users, strict=True) if v and u == top)
+    at_top = [i for i, u in enumerate(users) if u == top]
+    if not at_top:
+        return None
+    last = at_top[-1]
+    after = [i for i in range(last + 1, len(users)) if not users[i] and times[i] - times[last] <= RULE_WINDOW_SECONDS]
+    counts = Counter(series.verdicts[i] for i in [*at_top, *after] if series.verdicts[i])
     problems = Counter({verdict: n for verdict, n in counts.items() if verdict != "healthy"})
     if broke and problems:
         return problems.most_common(1)[0][0]

@@ -56,6 +56,21 @@ def test_the_verdict_under_load_is_the_bottleneck_named_in_the_heaviest_step():
     assert verdict_under_load(run, broke=False) == "healthy", "when it held, the verdict held most often"
 
 
+def test_the_verdict_under_load_counts_the_rule_window_after_a_short_last_step():
+    """The verdict lags the load: a 10 s last step may have none of its own, and the 30 s after it describe it."""
+    values = {name: [None] * 9 for name in SERIES}
+    values["users"] = [None, 0.0, 5.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    run = RunSeries(
+        [1000.0 + 5 * i for i in range(9)], values, [None] * 4 + ["event-loop-blocked"] * 3 + ["healthy"] * 2
+    )
+    assert verdict_under_load(run, broke=True) == "event-loop-blocked"
+    run.timestamps[-2:] = [1200.0, 1205.0]  # beyond the rule window: no longer the step's
+    run.verdicts[4:7] = ["healthy"] * 3
+    assert verdict_under_load(run, broke=False) == "healthy"
+    run.verdicts[4:7] = [None] * 3
+    assert verdict_under_load(run, broke=False) is None, "samples beyond the window are not counted"
+
+
 def test_the_report_names_the_breaking_point_the_verdict_and_the_peaks():
     report = build_report("cpu-bound", "compose", synthetic_run(), BREAKING_POINT)
 
