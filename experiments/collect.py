@@ -30,6 +30,8 @@ SERIES: dict[str, tuple[str, str]] = {
     "failure_ratio": ("max(endpoint:locust_failures:ratio_rate30s)", "ratio"),
     "cpu_utilization": ("max(instance:lab_cpu_utilization:ratio_rate30s)", "ratio"),
     "cpu_throttled": ("max(instance:lab_cpu_throttled_periods:ratio_rate30s)", "ratio"),
+    "cpu_limit": ("max(lab_container_cpu_limit_cores)", "cores"),
+    "worker_cpu": ("max(pid:lab_worker_cpu:rate30s)", "cores"),
     "memory_bytes": ("sum(lab_container_memory_usage_bytes)", "bytes"),
     "in_flight": ("job:lab_requests_in_flight:sum", "requests"),
     "thread_capacity": ("sum(lab_threadpool_threads_capacity)", "threads"),

@@ -136,6 +136,13 @@ def _fmt(value: float | None, pattern: str = "{:.1f}", missing: str = "–") -> 
     return missing if value is None else pattern.format(value)
 
 
+MODES = {
+    "compose": "on Docker Compose",
+    "native": "natively: processes on 127.0.0.1, the API pinned to as many cores as its CPU limit (so nothing is "
+    "throttled)",
+}
+
+
 def summary_markdown(report: dict[str, Any]) -> str:
     bp = report["breaking_point"] or {}
     held = bp.get("last_held")
@@ -146,7 +153,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Experiment: {report['scenario']}",
         "",
-        f"Run {report['mode']}, breaking-point load shape. "
+        f"Run {MODES.get(report['mode'], report['mode'])}, breaking-point load shape. "
         + bp.get("result", "No breaking-point summary was written."),
         "",
         "## The answer",
@@ -170,8 +177,10 @@ def summary_markdown(report: dict[str, Any]) -> str:
         "| figure | peak |",
         "|---|---|",
         f"| client RPS | {_fmt(peaks['rps_client'])} req/s |",
-        f"| CPU against the limit | {_fmt(peaks['cpu_utilization'], '{:.0%}')} |",
+        f"| CPU against the limit ({_fmt(peaks['cpu_limit'], '{:g}')} cores) | "
+        f"{_fmt(peaks['cpu_utilization'], '{:.0%}')} |",
         f"| throttled periods | {_fmt(peaks['cpu_throttled'], '{:.0%}')} |",
+        f"| busiest API worker's CPU | {_fmt(peaks['worker_cpu'], '{:.2f} cores')} |",
         f"| client P99 | {_fmt(_ms(peaks['p99_client']), '{:.0f} ms')} |",
         f"| server P99 | {_fmt(_ms(peaks['p99_server']), '{:.0f} ms')} |",
         f"| queueing gap (client P99 − server P99) | {_fmt(_ms(peaks['queueing_gap']), '{:.0f} ms')} |",

@@ -6,6 +6,7 @@ master answer, and how to swarm.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -41,10 +42,30 @@ def scenario_file(name: str) -> Path:
 
 
 def scenario_api_environment(name: str) -> dict[str, str]:
-    """The API environment a scenario's override sets (what a native run applies; its `cpus:` cannot be)."""
+    """The API environment a scenario's override sets (what a native run applies)."""
     api = yaml.safe_load(scenario_file(name).read_text())["services"]["api"]
     return {key: str(value).lower() if isinstance(value, bool) else str(value)
             for key, value in api.get("environment", {}).items()}  # fmt: skip
+
+
+def scenario_api_cpus(name: str) -> float:
+    """The CPUs a scenario gives the API: its override's `cpus:`, else API_CPUS as compose would read it."""
+    api = yaml.safe_load(scenario_file(name).read_text())["services"]["api"]
+    if "cpus" in api:
+        return float(api["cpus"])
+    dotenv = dict(
+        line.split("=", 1) for line in (REPO / ".env").read_text().splitlines() if line.startswith("API_CPUS=")
+    )
+    return float(os.environ.get("API_CPUS") or dotenv.get("API_CPUS") or 1)
+
+
+def native_cores(cpus: float, usable: Sequence[int] | None = None) -> str | None:
+    """The cores a native API is pinned to (a `taskset -c` list) to stand in for a CPU limit of `cpus`: as many
+    whole cores as the limit rounds up to, or None when that is every usable core. Pinning caps the API's CPU
+    as a quota would, without the throttling: a native run reports no throttled periods."""
+    usable = sorted(usable if usable is not None else os.sched_getaffinity(0))
+    wanted = max(1, math.ceil(cpus))
+    return None if wanted >= len(usable) else ",".join(str(core) for core in usable[:wanted])
 
 
 def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -239,8 +260,9 @@ def compose_lab(
 def native_lab(workdir: Path, scenario: str | None = None, locust_workers: int = 2) -> Iterator[Lab]:
     """The API (gunicorn), a Locust master with workers and Prometheus as processes on 127.0.0.1.
 
-    They are started by the very launchers the integration tests use (tests/support). A scenario's CPU limit
-    cannot be enforced without a container: natively, CPU is measured against the machine's cores.
+    They are started by the very launchers the integration tests use (tests/support). Without a container, a
+    scenario's CPU limit is stood in for by pinning the API to as many cores (see `native_cores`); the API
+    then reports its own processes' CPU against those cores.
     """
     for tool in ("prometheus", "promtool"):
         if not shutil.which(tool):
@@ -251,12 +273,13 @@ def native_lab(workdir: Path, scenario: str | None = None, locust_workers: int =
 
     environment = scenario_api_environment(scenario) if scenario else {}
     workers = int(environment.pop("WEB_CONCURRENCY", "1"))
+    cores = native_cores(scenario_api_cpus(scenario)) if scenario else None
     model_dir = MODEL_DIR
     if not (model_dir / "metadata.json").is_file():
         raise LabError("the models are not trained: run `make train` first")
     reports = workdir / "locust"
     with ExitStack() as stack:
-        api = stack.enter_context(running_api(workdir / "api", model_dir, workers=workers, **environment))
+        api = stack.enter_context(running_api(workdir / "api", model_dir, workers=workers, cores=cores, **environment))
         load = stack.enter_context(
             distributed_locust(
                 reports,

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
@@ -97,6 +99,27 @@ def test_a_killed_worker_is_respawned_requests_keep_succeeding_and_no_counter_go
     )
     pids_reported = {dict(labels)["pid"] for name, labels in after if name == "lab_worker_event_loop_lag_seconds"}
     assert str(victim) not in pids_reported, "the dead worker's live gauge is still exposed"
+
+
+def test_natively_the_api_reports_its_own_cpu_against_the_cores_it_is_pinned_to(tmp_path, model_dir):
+    # Natively the cgroup is shared with everything else, as Locust would be: a process outside the API burns
+    # 1.5 s of CPU, which must not show up as the API's.
+    burner = [
+        sys.executable,
+        "-c",
+        "import time\nend = time.process_time() + 1.5\nwhile time.process_time() < end: pass",
+    ]
+    with running_api(tmp_path, model_dir, workers=2, cores="0") as api:
+        subprocess.run(burner, check=True, timeout=60)
+        samples = parse(api.metrics())
+        own = api.cpu_seconds()
+        resident = sum(
+            p.memory_info().rss for p in [psutil.Process(api.process.pid), *psutil.Process(api.process.pid).children()]
+        )
+
+    assert samples[("lab_container_cpu_limit_cores", ())] == 1
+    assert own - 0.5 <= samples[("lab_container_cpu_usage_seconds_total", ())] <= own + 0.1
+    assert samples[("lab_container_memory_usage_bytes", ())] == pytest.approx(resident, rel=0.2)
 
 
 def test_bad_input_over_the_wire_is_a_4xx_never_a_5xx(api):

@@ -26,9 +26,9 @@ API_DIR = REPO / "services" / "model-api"
 BIN = Path(sys.executable).parent
 
 
-def pinned(command: list[str], core: int | None) -> list[str]:
-    """`command` run on one CPU core with taskset, or as is when `core` is None."""
-    return command if core is None else ["taskset", "-c", str(core), *command]
+def pinned(command: list[str], cores: int | str | None) -> list[str]:
+    """`command` run on the given CPU cores with taskset (a core, or a list such as "0-1"), or as is for None."""
+    return command if cores is None else ["taskset", "-c", str(cores), *command]
 
 
 def free_port() -> int:
@@ -75,15 +75,15 @@ class RunningApi:
 
 
 def start_gunicorn(
-    workdir: Path, model_dir: Path, workers: int, core: int | None = None, **env: str | None
+    workdir: Path, model_dir: Path, workers: int, cores: int | str | None = None, **env: str | None
 ) -> tuple[subprocess.Popen[bytes], Path, str]:
-    """Launch gunicorn as `make api` does (on one CPU core if `core` is given); return the process, its log file
+    """Launch gunicorn as `make api` does (on the given CPU cores, if any); return the process, its log file
     and its base URL, not yet ready. `env` sets LAB_ knobs; any the caller's environment had are dropped."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"gunicorn-{port}.log"
     process = subprocess.Popen(
-        pinned([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"], core),
+        pinned([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"], cores),
         cwd=API_DIR,
         env=clean_env(
             **{
@@ -102,10 +102,10 @@ def start_gunicorn(
 
 @contextmanager
 def running_api(
-    workdir: Path, model_dir: Path, workers: int = 2, core: int | None = None, **env: str
+    workdir: Path, model_dir: Path, workers: int = 2, cores: int | str | None = None, **env: str
 ) -> Iterator[RunningApi]:
     """The API under gunicorn with `workers` workers, each with its models loaded and warmed up."""
-    process, log, url = start_gunicorn(workdir, model_dir, workers, core, **env)
+    process, log, url = start_gunicorn(workdir, model_dir, workers, cores, **env)
     api = RunningApi(url, process, log)
 
     def all_workers_ready() -> bool:

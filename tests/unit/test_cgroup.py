@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from model_api.collectors import ContainerCollector, read_cgroup
+from model_api.collectors import ContainerCollector, process_tree_usage, read_cgroup, usable_cores
 from tests.support.metrics import parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cgroup"
@@ -104,3 +105,39 @@ def test_this_machine_can_be_read():
 
     assert r.cpu_limit_cores > 0
     assert r.memory_limit_bytes > 0
+
+
+def test_without_limits_the_collector_reports_the_apis_own_processes_not_the_shared_cgroup():
+    # Natively the cgroup is the user's, shared with Locust: its 2 s of CPU (fixture) are not the API's.
+    collector = ContainerCollector(lambda: reading("v2-unlimited"), api_root_pid=os.getpid)
+    before = process_tree_usage(os.getpid())
+
+    samples = parse(generate_latest_of(collector))
+
+    after = process_tree_usage(os.getpid())
+    assert before.cpu_seconds <= samples[("lab_container_cpu_usage_seconds_total", ())] <= after.cpu_seconds
+    memory = samples[("lab_container_memory_usage_bytes", ())]
+    assert memory == pytest.approx(after.resident_bytes, rel=0.2)
+    assert samples[("lab_container_cpu_limit_cores", ())] == HOST_CORES
+
+
+def test_with_limits_the_collector_keeps_the_cgroups_figures():
+    collector = ContainerCollector(lambda: reading("v1-limited"), api_root_pid=os.getpid)
+
+    samples = parse(generate_latest_of(collector))
+
+    assert samples[("lab_container_cpu_usage_seconds_total", ())] == pytest.approx(61.0)
+    assert samples[("lab_container_memory_usage_bytes", ())] == 700 * 2**20
+
+
+def test_without_a_limit_the_cpu_is_counted_against_the_cores_the_process_may_run_on():
+    assert usable_cores() == len(os.sched_getaffinity(0))
+    assert read_cgroup(FIXTURES / "v2-unlimited", FIXTURES / "v2-unlimited" / "proc-self-cgroup").cpu_limit_cores == (
+        usable_cores()
+    )
+
+
+def generate_latest_of(collector: ContainerCollector) -> str:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry).decode()

@@ -8,6 +8,7 @@ from experiments.collect import SERIES, RunSeries
 from experiments.compare import compare
 from experiments.report import build_report, steps, verdict_under_load, write_report
 from experiments.run import Plan, main
+from experiments.stack import native_cores, scenario_api_cpus
 
 BREAKING_POINT = {
     "result": "30 users broke the SLO: P99 1300 ms (SLO 1000 ms), failures 5.9% (limit 1%)",
@@ -142,3 +143,20 @@ def test_bad_arguments_are_refused_with_a_message_naming_them(argv, message, cap
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("cpus", "usable", "cores"),
+    [(1, [0, 1], "0"), (0.5, [0, 1], "0"), (1.5, [0, 1, 2, 3], "0,1"), (2, [0, 1], None), (1, [2, 3], "2")],
+)
+def test_a_native_run_stands_in_for_the_cpu_limit_by_pinning_the_api_to_as_many_cores(cpus, usable, cores):
+    assert native_cores(cpus, usable) == cores
+
+
+def test_a_scenarios_cpus_come_from_its_override_else_from_api_cpus(monkeypatch):
+    monkeypatch.delenv("API_CPUS", raising=False)
+    assert scenario_api_cpus("more-workers") == 2
+    assert scenario_api_cpus("cpu-bound") == 1  # compose.yaml's ${API_CPUS}, from .env
+    monkeypatch.setenv("API_CPUS", "1.5")
+    assert scenario_api_cpus("io-bound") == 1.5
+    assert scenario_api_cpus("baseline") == 1  # the baseline pins its own

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from model_api import __version__, errors
 from model_api.artifacts import ModelArtifactError
-from model_api.collectors import gunicorn_worker_pids, this_process
+from model_api.collectors import gunicorn_master_pid, gunicorn_worker_pids, this_pid, this_process
 from model_api.middleware import BodySizeLimitMiddleware, InstrumentationMiddleware, RouteLabels
 from model_api.routes import router
 from model_api.runtime import Runtime
@@ -31,10 +31,16 @@ regressor (`/predict`), instrumented for Prometheus (`/metrics`). Load-test it a
 """
 
 
-def create_app(settings: Settings | None = None, worker_pids: Callable[[], list[int]] = this_process) -> FastAPI:
-    """Build the API. `worker_pids` lists the processes whose CPU and memory /metrics reports."""
+def create_app(
+    settings: Settings | None = None,
+    worker_pids: Callable[[], list[int]] = this_process,
+    api_root_pid: Callable[[], int] = this_pid,
+) -> FastAPI:
+    """Build the API. `worker_pids` lists the processes whose CPU and memory /metrics reports per worker;
+    `api_root_pid` is the process at the top of the API (the gunicorn master), whose tree counts as the API's
+    own usage where no container limits it."""
     settings = settings or load_settings()
-    runtime = Runtime(settings, worker_pids)
+    runtime = Runtime(settings, worker_pids, api_root_pid)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,4 +75,4 @@ def create_app(settings: Settings | None = None, worker_pids: Callable[[], list[
 
 def create_gunicorn_app() -> FastAPI:
     """The app as each gunicorn worker builds it: reporting on itself and its sibling workers."""
-    return create_app(worker_pids=gunicorn_worker_pids)
+    return create_app(worker_pids=gunicorn_worker_pids, api_root_pid=gunicorn_master_pid)

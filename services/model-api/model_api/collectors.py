@@ -2,6 +2,9 @@
 
 They are read at scrape time rather than sampled, so they are never stale and cost nothing between scrapes.
 The worker that answers a scrape reads them for the whole container and all its sibling workers.
+
+Natively (no container, no CPU limit) the process's cgroup is shared with everything else the user runs,
+Locust included, so the "container" figures are then those of the API's own processes instead.
 """
 
 from __future__ import annotations
@@ -71,14 +74,22 @@ def _cgroup_dir(mount: Path, own_path: str | None) -> Path:
     return mount
 
 
+def usable_cores() -> float:
+    """The cores this process may run on: its CPU affinity (taskset, --cpuset-cpus), else all the host's."""
+    try:
+        return float(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return float(os.cpu_count() or 1)
+
+
 def read_cgroup(
     root: Path = CGROUP_ROOT,
     proc_self_cgroup: Path = PROC_SELF_CGROUP,
     host_cores: float | None = None,
     host_memory: int | None = None,
 ) -> CgroupReading:
-    """Read cgroup v2, or v1 where v2 is absent; without a limit, the host's cores and memory stand in."""
-    host_cores = host_cores or float(os.cpu_count() or 1)
+    """Read cgroup v2, or v1 where v2 is absent; without a limit, the usable cores and host memory stand in."""
+    host_cores = host_cores or usable_cores()
     host_memory = host_memory or psutil.virtual_memory().total
     own = _own_paths(proc_self_cgroup)
     if (root / "cgroup.controllers").is_file():
@@ -152,24 +163,81 @@ def _family(name: str, value: float | None = None, **labels: str) -> Metric:
     return family
 
 
-class ContainerCollector:
-    """CPU and memory of the container (or, natively, of the process's cgroup), read from cgroup files."""
+@dataclass(frozen=True)
+class ProcessUsage:
+    cpu_seconds: float
+    resident_bytes: int
 
-    def __init__(self, read: Callable[[], CgroupReading] = read_cgroup) -> None:
+
+def process_tree_usage(root_pid: int) -> ProcessUsage:
+    """CPU time and resident memory of a process and its descendants.
+
+    The CPU time of children that have exited counts too: the kernel adds it to the parent's once the parent has
+    reaped them, as the gunicorn master does with the workers it replaces. Resident memory is summed, so pages
+    the workers share with the master after the fork are counted once per process (an upper bound).
+    """
+    root = psutil.Process(root_pid)
+    reaped = root.cpu_times()
+    cpu, resident = reaped.children_user + reaped.children_system, 0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            with process.oneshot():
+                times = process.cpu_times()
+                rss = process.memory_info().rss
+        except psutil.Error:
+            continue  # exited between listing and reading: its master counts it once reaped
+        cpu += times.user + times.system
+        resident += rss
+    return ProcessUsage(cpu, resident)
+
+
+def gunicorn_master_pid() -> int:
+    return os.getppid()
+
+
+def this_pid() -> int:
+    return os.getpid()
+
+
+class ContainerCollector:
+    """CPU and memory of the container, read from its cgroup files.
+
+    Where the cgroup sets no CPU (or memory) limit, the API is not alone in it (a native run shares the user's
+    cgroup with Locust and the rest): usage is then that of the API's own process tree, and the CPU it may use is
+    its usable cores.
+    """
+
+    def __init__(
+        self, read: Callable[[], CgroupReading] = read_cgroup, api_root_pid: Callable[[], int] = this_pid
+    ) -> None:
         self._read = read
+        self._api_root_pid = api_root_pid
 
     def describe(self) -> list[Metric]:
         return []  # nothing to register up front; avoids a read at registration
 
     def collect(self) -> Iterator[Metric]:
         reading = self._read()
-        yield _family("lab_container_cpu_usage_seconds_total", reading.cpu_usage_seconds)
+        cpu_seconds, memory_bytes = reading.cpu_usage_seconds, reading.memory_usage_bytes
+        if not (reading.cpu_limited and reading.memory_limited):
+            own = self._own_usage()
+            if not reading.cpu_limited:
+                cpu_seconds = own.cpu_seconds if own else None
+            if not reading.memory_limited:
+                memory_bytes = own.resident_bytes if own else None
+        yield _family("lab_container_cpu_usage_seconds_total", cpu_seconds)
         yield _family("lab_container_cpu_limit_cores", reading.cpu_limit_cores)
         yield _family("lab_container_cpu_periods_total", reading.periods)
         yield _family("lab_container_cpu_throttled_periods_total", reading.throttled_periods)
         yield _family("lab_container_cpu_throttled_seconds_total", reading.throttled_seconds)
-        yield _family("lab_container_memory_usage_bytes", reading.memory_usage_bytes)
+        yield _family("lab_container_memory_usage_bytes", memory_bytes)
         yield _family("lab_container_memory_limit_bytes", reading.memory_limit_bytes)
+
+    def _own_usage(self) -> ProcessUsage | None:
+        try:
+            return process_tree_usage(self._api_root_pid())
+        except psutil.Error:
+            return None
 
 
 def gunicorn_worker_pids() -> list[int]:

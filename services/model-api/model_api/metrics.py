@@ -19,16 +19,24 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "lab_workers": ("gauge", (), "Live gunicorn workers serving the API."),
     "lab_worker_cpu_seconds_total": ("counter", ("pid",), "CPU time used by each gunicorn worker (psutil)."),
     "lab_worker_resident_memory_bytes": ("gauge", ("pid",), "Resident memory of each gunicorn worker (psutil)."),
-    "lab_container_cpu_usage_seconds_total": ("counter", (), "CPU time used by the whole container (cgroup)."),
+    "lab_container_cpu_usage_seconds_total": (
+        "counter",
+        (),
+        "CPU time used by the whole container (cgroup); without a CPU limit, by the API's own processes.",
+    ),
     "lab_container_cpu_limit_cores": (
         "gauge",
         (),
-        "CPU limit of the container in cores (cgroup quota / period); the host's cores when unlimited.",
+        "CPU limit of the container in cores (cgroup quota / period); the cores the API may run on when unlimited.",
     ),
     "lab_container_cpu_periods_total": ("counter", (), "CFS scheduling periods that ran (cgroup)."),
     "lab_container_cpu_throttled_periods_total": ("counter", (), "CFS periods in which the quota ran out."),
     "lab_container_cpu_throttled_seconds_total": ("counter", (), "Time the container was throttled (cgroup)."),
-    "lab_container_memory_usage_bytes": ("gauge", (), "Memory used by the whole container (cgroup)."),
+    "lab_container_memory_usage_bytes": (
+        "gauge",
+        (),
+        "Memory used by the whole container (cgroup); without a memory limit, resident memory of the API's processes.",
+    ),
     "lab_container_memory_limit_bytes": (
         "gauge",
         (),

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from model_api import __version__, data
 from model_api.batching import MicroBatcher
-from model_api.collectors import BuildInfoCollector, ContainerCollector, WorkerCollector, this_process
+from model_api.collectors import BuildInfoCollector, ContainerCollector, WorkerCollector, this_pid, this_process
 from model_api.metrics import ApiMetrics
 from model_api.models import Models, load_models
 from model_api.monitor import watch
@@ -36,7 +36,12 @@ def _native_threads() -> dict[str, int]:
 class Runtime:
     """Created by the app factory; `start()` runs after the fork, in the worker, before it serves."""
 
-    def __init__(self, settings: Settings, worker_pids: Callable[[], list[int]] = this_process) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        worker_pids: Callable[[], list[int]] = this_process,
+        api_root_pid: Callable[[], int] = this_pid,
+    ) -> None:
         self.settings = settings
         self.workload = Workload(settings)
         self.ready = False
@@ -51,7 +56,7 @@ class Runtime:
         self.metrics = ApiMetrics(self._registry) if settings.metrics else None
         self._collectors = [
             WorkerCollector(worker_pids),
-            ContainerCollector(),
+            ContainerCollector(api_root_pid=api_root_pid),
             BuildInfoCollector(self._build_labels()),
         ]
         if self._registry is not None:
