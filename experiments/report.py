@@ -136,6 +136,11 @@ def _fmt(value: float | None, pattern: str = "{:.1f}", missing: str = "–") -> 
     return missing if value is None else pattern.format(value)
 
 
+def _cores(value: float | None, pattern: str = "{}") -> str:
+    """ "1 core", "2 cores", "0.5 cores"; nothing when unknown."""
+    return "" if value is None else pattern.format(f"{value:g} core" + ("" if value == 1 else "s"))
+
+
 MODES = {
     "compose": "on Docker Compose",
     "native": "natively: processes on 127.0.0.1, the API pinned to as many cores as its CPU limit (so nothing is "
@@ -177,8 +182,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
         "| figure | peak |",
         "|---|---|",
         f"| client RPS | {_fmt(peaks['rps_client'])} req/s |",
-        f"| CPU against the limit ({_fmt(peaks['cpu_limit'], '{:g}')} cores) | "
-        f"{_fmt(peaks['cpu_utilization'], '{:.0%}')} |",
+        f"| CPU against the limit{_cores(peaks['cpu_limit'], ' ({})')} | {_fmt(peaks['cpu_utilization'], '{:.0%}')} |",
         f"| throttled periods | {_fmt(peaks['cpu_throttled'], '{:.0%}')} |",
         f"| busiest API worker's CPU | {_fmt(peaks['worker_cpu'], '{:.2f} cores')} |",
         f"| client P99 | {_fmt(_ms(peaks['p99_client']), '{:.0f} ms')} |",

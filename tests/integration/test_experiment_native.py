@@ -18,3 +18,21 @@ def test_a_native_experiment_reports_the_blocked_event_loop(tmp_path, model_dir,
     assert report["verdict"] == "event-loop-blocked"
     assert "**Verdict under load: event-loop-blocked**" in summary.read_text()
     assert (summary.parent / "timeline.png").is_file()
+
+
+def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its_cpu_limit(
+    tmp_path, model_dir, monkeypatch
+):
+    promtool()
+    monkeypatch.setattr("experiments.stack.MODEL_DIR", model_dir)
+    plan = Plan(start_users=10, step_users=10, step_seconds=15, max_users=40, wait_max=1)  # the proof's, to 40
+
+    report, summary = run_experiment("cpu-bound", tmp_path, plan, native=True, progress_every=10)
+
+    peaks = report["peaks"]
+    assert peaks["cpu_limit"] == 1  # cpus: 1, stood in for by one pinned core
+    assert peaks["cpu_utilization"] > 0.85  # of that core: the API's own CPU, not Locust's
+    assert peaks["worker_cpu"] > 0.75
+    assert not peaks["cpu_throttled"]  # a pinned core has no quota
+    assert report["verdict"] == "cpu-bound"
+    assert "| CPU against the limit (1 core) |" in summary.read_text()

@@ -6,7 +6,7 @@ import pytest
 
 from experiments.collect import SERIES, RunSeries
 from experiments.compare import compare
-from experiments.report import build_report, steps, verdict_under_load, write_report
+from experiments.report import build_report, steps, summary_markdown, verdict_under_load, write_report
 from experiments.run import Plan, main
 from experiments.stack import native_cores, scenario_api_cpus
 
@@ -31,6 +31,7 @@ def synthetic_run() -> RunSeries:
     values["rps_client"] = [float(level[u][0]) for u in users]
     values["cpu_utilization"] = [level[u][1] for u in users]
     values["p99_client"] = [level[u][2] for u in users]
+    values["cpu_limit"] = [1.0] * 12
     values["rps_client"][0] = None  # no rate yet at the very start
     verdicts = ["healthy"] * 5 + ["cpu-bound"] * 6 + ["queueing"]
     return RunSeries([1000.0 + 5 * i for i in range(12)], values, verdicts)
@@ -91,6 +92,7 @@ def test_the_report_folder_has_a_summary_and_three_png_charts(tmp_path):
     assert "| step that broke | 30 | 22.0 | 1300 ms | 5.9% |" in text
     assert "**Verdict under load: cpu-bound**" in text
     assert "| 30 | 22.0 | 1200 ms | – | 99% |" in text
+    assert "| CPU against the limit (1 core) | 99% |" in text
     for chart in ("rps_p99_vs_users.png", "cpu_vs_users.png", "timeline.png"):
         assert (tmp_path / "cpu-bound" / chart).read_bytes().startswith(b"\x89PNG"), chart
         assert f"]({chart})" in text
@@ -98,6 +100,7 @@ def test_the_report_folder_has_a_summary_and_three_png_charts(tmp_path):
 
 def test_a_run_without_a_breaking_point_summary_still_reports(tmp_path):
     report = build_report("baseline", "native", synthetic_run(), None)
+    assert "the API pinned to as many cores as its CPU limit" in summary_markdown(report)
     text = write_report(report, tmp_path / "baseline").read_text()
     assert "No breaking-point summary was written." in text
 
