@@ -78,7 +78,8 @@ bench-locust: install ## how many req/s one Locust process sends, against nginx 
 SCENARIO ?= baseline
 SCENARIOS ?= baseline cpu-bound io-bound
 EXPERIMENT_ARGS ?=
-experiment: install ## run SCENARIO under the breaking-point load; report in reports/experiments/SCENARIO (EXPERIMENT_ARGS=--native: no Docker)
+# A native run serves the models from $(MODEL_DIR), so it trains them first if needed; Docker trains its own.
+experiment: install $(if $(findstring --native,$(EXPERIMENT_ARGS)),$(ARTIFACTS)) ## run SCENARIO under the breaking-point load; report in reports/experiments/SCENARIO (EXPERIMENT_ARGS=--native: no Docker)
 	$(BIN)/python -m experiments.run $(SCENARIO) $(EXPERIMENT_ARGS)
 
 compare: install ## put the reports of SCENARIOS side by side: reports/experiments/comparison.md

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx2
 import yaml
+from dotenv import dotenv_values
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS_DIR = REPO / "scenarios"
@@ -41,22 +43,51 @@ def scenario_file(name: str) -> Path:
     return path
 
 
-def scenario_api_environment(name: str) -> dict[str, str]:
-    """The API environment a scenario's override sets (what a native run applies)."""
-    api = yaml.safe_load(scenario_file(name).read_text())["services"]["api"]
-    return {key: str(value).lower() if isinstance(value, bool) else str(value)
-            for key, value in api.get("environment", {}).items()}  # fmt: skip
+COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<colon>:?)-(?P<default>[^}]*))?\}")
 
 
-def scenario_api_cpus(name: str) -> float:
-    """The CPUs a scenario gives the API: its override's `cpus:`, else API_CPUS as compose would read it."""
-    api = yaml.safe_load(scenario_file(name).read_text())["services"]["api"]
-    if "cpus" in api:
-        return float(api["cpus"])
-    dotenv = dict(
-        line.split("=", 1) for line in (REPO / ".env").read_text().splitlines() if line.startswith("API_CPUS=")
-    )
-    return float(os.environ.get("API_CPUS") or dotenv.get("API_CPUS") or 1)
+def interpolate(text: str, variables: dict[str, str]) -> str:
+    """`${VAR}`, `${VAR:-default}` and `${VAR-default}` substituted as docker compose does."""
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match["name"], match["default"]
+        found = variables.get(name)
+        if default is None or (found is not None and (found or not match["colon"])):
+            return found or ""
+        return default
+
+    if "${" in COMPOSE_VARIABLE.sub("", text):
+        raise LabError(f"{text!r}: only ${{VAR}}, ${{VAR:-default}} and ${{VAR-default}} are understood here")
+    return COMPOSE_VARIABLE.sub(value, text)
+
+
+@dataclass(frozen=True)
+class ApiService:
+    """What compose would give the API: its environment (WEB_CONCURRENCY apart) and its CPU limit."""
+
+    environment: dict[str, str]
+    workers: int
+    cpus: float
+
+
+def api_service(scenario: str | None = None) -> ApiService:
+    """compose.yaml's api service with `scenario`'s override merged in, each variable read as compose reads it:
+    from the shell, else from .env, else its default. A native run starts the API with exactly this."""
+    variables = {**{k: v or "" for k, v in dotenv_values(REPO / ".env").items()}, **os.environ}
+    files = [REPO / "compose.yaml", *([scenario_file(scenario)] if scenario else [])]
+    environment: dict[str, Any] = {}
+    cpus: Any = None
+    for path in files:
+        api = yaml.safe_load(path.read_text())["services"]["api"]
+        environment.update(api.get("environment", {}))  # compose merges environments key by key
+        cpus = api.get("cpus", cpus)
+    resolved = {key: interpolate(str(value).lower() if isinstance(value, bool) else str(value), variables)
+                for key, value in environment.items()}  # fmt: skip
+    workers = resolved.pop("WEB_CONCURRENCY", "1")
+    try:
+        return ApiService(resolved, int(workers), float(interpolate(str(cpus or 1), variables)))
+    except ValueError as error:
+        raise LabError(f"the API's WEB_CONCURRENCY ({workers!r}) or cpus ({cpus!r}) is not a number: {error}") from None
 
 
 def native_cores(cpus: float, usable: Sequence[int] | None = None) -> str | None:
@@ -271,15 +302,16 @@ def native_lab(workdir: Path, scenario: str | None = None, locust_workers: int =
     from tests.support.processes import running_api
     from tests.support.prometheus import running_prometheus
 
-    environment = scenario_api_environment(scenario) if scenario else {}
-    workers = int(environment.pop("WEB_CONCURRENCY", "1"))
-    cores = native_cores(scenario_api_cpus(scenario)) if scenario else None
+    service = api_service(scenario)
+    cores = native_cores(service.cpus)
     model_dir = MODEL_DIR
     if not (model_dir / "metadata.json").is_file():
         raise LabError("the models are not trained: run `make train` first")
     reports = workdir / "locust"
     with ExitStack() as stack:
-        api = stack.enter_context(running_api(workdir / "api", model_dir, workers=workers, cores=cores, **environment))
+        api = stack.enter_context(
+            running_api(workdir / "api", model_dir, workers=service.workers, cores=cores, **service.environment)
+        )
         load = stack.enter_context(
             distributed_locust(
                 reports,

@@ -5,11 +5,14 @@ Grafana joins only where its image is present (no registry here, and no stand-in
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 
 import pytest
 
+from experiments.stack import api_service
 from tests.support.compose import ComposeLab, build_images, require_docker, running_lab
 from tests.support.processes import REPO
 from tests.support.waiting import wait_for
@@ -26,6 +29,24 @@ def test_docker_compose_config_is_valid(scenario):
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_a_native_run_gives_the_api_what_compose_gives_it(scenario, monkeypatch):
+    """The native experiment reads compose.yaml, the override and the variables itself: it must agree with compose."""
+    require_docker()
+    monkeypatch.setenv("API_WORKERS", "3")  # a knob from the shell wins over .env, unless the scenario pins it
+    monkeypatch.setenv("LAB_DOWNSTREAM_JITTER_MS", "7")
+    monkeypatch.setenv("LAB_BATCH_MAX_WAIT_MS", "")  # set but empty: ${VAR:-default} takes the default
+    files = ["-f", "compose.yaml", "-f", f"scenarios/{scenario}.yaml"]
+    done = subprocess.run(
+        ["docker", "compose", *files, "config", "--format", "json"], cwd=REPO, env=os.environ, capture_output=True,
+        text=True, timeout=60, check=True,
+    )  # fmt: skip
+    api = json.loads(done.stdout)["services"]["api"]
+    native = api_service(scenario)
+    assert {**native.environment, "WEB_CONCURRENCY": str(native.workers)} == api["environment"]
+    assert native.cpus == float(api["cpus"])
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from experiments.collect import SERIES, RunSeries
 from experiments.compare import compare
 from experiments.report import build_report, steps, summary_markdown, verdict_under_load, write_report
 from experiments.run import Plan, main
-from experiments.stack import native_cores, scenario_api_cpus
+from experiments.stack import LabError, api_service, interpolate, native_cores
 
 BREAKING_POINT = {
     "result": "30 users broke the SLO: P99 1300 ms (SLO 1000 ms), failures 5.9% (limit 1%)",
@@ -156,10 +156,48 @@ def test_a_native_run_stands_in_for_the_cpu_limit_by_pinning_the_api_to_as_many_
     assert native_cores(cpus, usable) == cores
 
 
-def test_a_scenarios_cpus_come_from_its_override_else_from_api_cpus(monkeypatch):
-    monkeypatch.delenv("API_CPUS", raising=False)
-    assert scenario_api_cpus("more-workers") == 2
-    assert scenario_api_cpus("cpu-bound") == 1  # compose.yaml's ${API_CPUS}, from .env
-    monkeypatch.setenv("API_CPUS", "1.5")
-    assert scenario_api_cpus("io-bound") == 1.5
-    assert scenario_api_cpus("baseline") == 1  # the baseline pins its own
+@pytest.fixture
+def shell(monkeypatch):
+    """The shell a native run starts from, with none of compose's variables set unless a test sets them."""
+    for name in ("API_CPUS", "API_WORKERS", "LAB_EXTRA_CPU_MS", "LAB_DOWNSTREAM_LATENCY_MS", "LAB_HANDLER_STYLE"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_native_api_gets_the_scenarios_override_over_compose_yamls_defaults(shell):
+    more = api_service("more-workers")
+    assert (more.workers, more.cpus) == (2, 2)
+    cpu_bound = api_service("cpu-bound")
+    assert (cpu_bound.workers, cpu_bound.cpus) == (1, 1)  # ${API_WORKERS} and ${API_CPUS}, from .env
+    assert cpu_bound.environment["LAB_EXTRA_CPU_MS"] == "20"
+    assert cpu_bound.environment["LAB_HANDLER_STYLE"] == "sync"  # compose.yaml's, the scenario leaves it
+    assert api_service("batching").environment["LAB_BATCHING"] == "true"  # YAML's true, written as compose does
+
+
+def test_a_native_api_takes_the_shells_knobs_over_env_files_as_compose_does(shell):
+    shell.setenv("API_WORKERS", "3")
+    shell.setenv("API_CPUS", "1.5")
+    shell.setenv("LAB_DOWNSTREAM_LATENCY_MS", "40")
+    shell.setenv("LAB_EXTRA_CPU_MS", "5")
+    service = api_service("cpu-bound")
+    assert (service.workers, service.cpus) == (3, 1.5)
+    assert service.environment["LAB_DOWNSTREAM_LATENCY_MS"] == "40"
+    assert service.environment["LAB_EXTRA_CPU_MS"] == "20"  # the scenario's own value is not a variable
+    assert api_service("baseline").cpus == 1  # the baseline sets its own
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("${A:-x}", "1"), ("${E:-x}", "x"), ("${U:-x}", "x"), ("${E-x}", ""), ("${U-x}", "x"), ("${U}", ""),
+     ("a${A}b${E:-c}", "a1bc")],
+)  # fmt: skip
+def test_compose_variables_are_substituted_as_compose_does(text, expected):
+    assert interpolate(text, {"A": "1", "E": ""}) == expected
+
+
+def test_a_compose_variable_form_it_does_not_know_is_refused_by_name(shell):
+    with pytest.raises(LabError, match="only"):
+        interpolate("${A:?must be set}", {})
+    shell.setenv("API_WORKERS", "two")
+    with pytest.raises(LabError, match=r"WEB_CONCURRENCY.*'two'"):
+        api_service("cpu-bound")
