@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from prometheus_client.utils import floatToGoString
 
+from model_api.buckets import LATENCY_BUCKETS
 from tests.support.locust import LOCUST_DIR, distributed_locust, start_locust
 from tests.support.metrics import parse, total
 from tests.support.processes import BIN, clean_env, free_port, running_api, stop
@@ -18,6 +20,8 @@ from tests.support.waiting import wait_for
 
 USERS = 10
 WORKER_REPORT_INTERVAL = 3.0  # locust.runners.WORKER_REPORT_INTERVAL
+BUCKET = "lab_http_request_duration_seconds_bucket"
+CLIENT_BUCKET = "locust_response_time_seconds_bucket"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def server_requests(api) -> float:
 
 
 def test_the_exporter_agrees_with_locust_and_the_api_agrees_with_the_client(api, tmp_path):
-    before = server_requests(api)
+    before, server_before = server_requests(api), parse(api.metrics())
     args = ["--autostart", "--autoquit", "30", "-u", str(USERS), "-r", str(USERS), "-t", "15s"]
     with distributed_locust(tmp_path, api.url, workers=2, master_args=args, LOCUST_WAIT_MAX="0.5") as run:
         running = run.wait(
@@ -71,6 +75,39 @@ def test_the_exporter_agrees_with_locust_and_the_api_agrees_with_the_client(api,
     assert total(stopped, "locust_failures_total") == 0
     served = server_requests(api) - before
     assert client <= served <= client + USERS  # at most one request per user was cut off in flight at the stop
+
+    # Each answer took longer at the client than inside the API, so the client's histogram has at most as many
+    # answers as the server's under every bound (the queueing gap is never negative by construction).
+    server_after = parse(api.metrics())
+    for endpoint in ("/classify", "/predict"):
+        for le in map(floatToGoString, LATENCY_BUCKETS):
+            at_client = total(stopped, CLIENT_BUCKET, endpoint=endpoint, le=le)
+            in_api = total(server_after, BUCKET, route=endpoint, le=le) - total(
+                server_before, BUCKET, route=endpoint, le=le
+            )
+            assert at_client <= in_api, (
+                f"{endpoint}: {at_client} answers within {le}s at the client, {in_api} in the API"
+            )
+
+
+def test_an_answer_just_over_a_bucket_bound_counts_over_it_at_the_client_as_in_the_api(tmp_path, model_dir):
+    # 1.52 s answers: Locust's own rounding (to the nearest 100 ms) would store them as 1500 ms, under 1.5 s,
+    # and make the client's P99 read faster than the API's.
+    slow = {"LAB_HANDLER_STYLE": "async", "LAB_DOWNSTREAM_LATENCY_MS": "1520"}
+    with running_api(tmp_path / "api", model_dir, workers=1, **slow) as slow_api:
+        args = ["--autostart", "--autoquit", "30", "-u", "4", "-r", "4", "-t", "6s"]
+        with distributed_locust(tmp_path, slow_api.url, workers=2, master_args=args, LOCUST_SLO_MS="5000") as run:
+            run.wait(lambda: run.exporter()[("locust_runner_state", (("state", "stopped"),))] == 1, 60, "the stop")
+            client = run.wait(settled(run), 30, "the workers' last reports to reach the master")
+        server = parse(slow_api.metrics())
+    assert total(client, "locust_response_time_seconds_count") >= 8, "too few answers to tell"
+    for endpoint in ("/classify", "/predict"):
+        answered = total(client, "locust_response_time_seconds_count", endpoint=endpoint)
+        at_client = [total(client, CLIENT_BUCKET, endpoint=endpoint, le=le) for le in ("1.5", "2.0")]
+        in_api = [total(server, BUCKET, route=endpoint, le=le) for le in ("1.5", "2.0")]
+        assert at_client == [0, answered], f"{endpoint}: client buckets 1.5 s, 2 s: {at_client} of {answered}"
+        assert in_api[0] == 0, f"{endpoint}: the API counted {in_api[0]} answers under 1.5 s"
+        assert in_api[1] >= answered, f"{endpoint}: the API counted {in_api[1]} under 2 s, the client {answered}"
 
 
 def test_a_course_style_locustfile_runs_unmodified_without_failures(api, tmp_path):
