@@ -277,7 +277,7 @@ def compose_lab(
     services = [*CORE_SERVICES, *(["grafana"] if with_grafana else [])]
     scales = [arg for name, count in (scale or {}).items() for arg in ("--scale", f"{name}={count}")]
     try:
-        lab.compose("up", "-d", "--wait", "--wait-timeout", "300", *scales, *services, timeout=900)
+        lab.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300", *scales, *services, timeout=900)
         wait_until(lambda: lab.locust_stats(), 60, "the Locust master's web UI")
         yield lab
     except BaseException:
