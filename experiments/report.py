@@ -187,7 +187,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
         f"| busiest API worker's CPU | {_fmt(peaks['worker_cpu'], '{:.2f} cores')} |",
         f"| client P99 | {_fmt(_ms(peaks['p99_client']), '{:.0f} ms')} |",
         f"| server P99 | {_fmt(_ms(peaks['p99_server']), '{:.0f} ms')} |",
-        f"| queueing gap (client P99 − server P99) | {_fmt(_ms(peaks['queueing_gap']), '{:.0f} ms')} |",
+        f"| queueing gap (client P99 − server P99, the worst route) "
+        f"| {_fmt(_ms(peaks['queueing_gap']), '{:.0f} ms')} |",
         f"| requests in flight | {_fmt(peaks['in_flight'], '{:.0f}')} "
         f"(threads: {_fmt(peaks['thread_capacity'], '{:.0f}')}) |",
         f"| event-loop lag (worst worker) | {_fmt(_ms(peaks['event_loop_lag']), '{:.0f} ms')} |",
@@ -199,10 +200,11 @@ def summary_markdown(report: dict[str, Any]) -> str:
         "",
         "From Prometheus, averaged over the time each number of users ran; its 30 s windows lag short steps, so "
         "the RPS and P99 of each step as Locust measured them are in report.json (`breaking_point.steps`) "
-        "and in the first chart.",
+        "and in the first chart. The queueing gap is that of the route where it is largest (what the diagnosis "
+        "reads), so it need not be the difference of the two P99 columns, which are over both routes together.",
         "",
-        "| users | RPS | P99 client | P99 server | CPU / limit | in flight | queueing gap | loop lag | batch "
-        "| verdict |",
+        "| users | RPS | P99 client | P99 server | CPU / limit | in flight | queueing gap (worst route) "
+        "| loop lag | batch | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["steps"]:
