@@ -83,11 +83,19 @@ def api_service(scenario: str | None = None) -> ApiService:
         cpus = api.get("cpus", cpus)
     resolved = {key: interpolate(str(value).lower() if isinstance(value, bool) else str(value), variables)
                 for key, value in environment.items()}  # fmt: skip
-    workers = resolved.pop("WEB_CONCURRENCY", "1")
+    workers = number(
+        int, resolved.pop("WEB_CONCURRENCY", "1"), f"WEB_CONCURRENCY ({environment.get('WEB_CONCURRENCY')})"
+    )
+    return ApiService(resolved, workers, number(float, interpolate(str(cpus or 1), variables), f"cpus ({cpus})"))
+
+
+def number(kind: type[int] | type[float], text: str, what: str) -> Any:
+    """`text` as a number, else a LabError naming the setting and where its value comes from."""
     try:
-        return ApiService(resolved, int(workers), float(interpolate(str(cpus or 1), variables)))
-    except ValueError as error:
-        raise LabError(f"the API's WEB_CONCURRENCY ({workers!r}) or cpus ({cpus!r}) is not a number: {error}") from None
+        return kind(text)
+    except ValueError:
+        whole = "a whole number" if kind is int else "a number"
+        raise LabError(f"the API's {what} is {text!r}, which is not {whole}") from None
 
 
 def native_cores(cpus: float, usable: Sequence[int] | None = None) -> str | None:

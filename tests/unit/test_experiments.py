@@ -199,5 +199,7 @@ def test_a_compose_variable_form_it_does_not_know_is_refused_by_name(shell):
     with pytest.raises(LabError, match="only"):
         interpolate("${A:?must be set}", {})
     shell.setenv("API_WORKERS", "two")
-    with pytest.raises(LabError, match=r"WEB_CONCURRENCY.*'two'"):
+    with pytest.raises(
+        LabError, match=r"WEB_CONCURRENCY \(\$\{API_WORKERS:-1\}\) is 'two', which is not a whole number"
+    ):
         api_service("cpu-bound")
