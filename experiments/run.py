@@ -28,6 +28,9 @@ from experiments.stack import REPO, SCENARIOS_DIR, Lab, LabError, compose_lab, n
 
 DEFAULT_OUT = REPO / "reports" / "experiments"
 LOCUST_WORKERS = 2
+# How far the verdict trails the load: a scrape (5 s), a Locust worker's report (3 s), and the three 5 s rule
+# evaluations from the raw series to the verdict. Verdicts that late still describe the last step.
+DIAGNOSIS_LAG_SECONDS = 20
 
 
 @dataclass
@@ -108,6 +111,24 @@ def run_load(lab: Lab, scenario: str, plan: Plan, progress_every: float = 5) -> 
     return started, time.time()
 
 
+def wait_for_diagnosis(lab: Lab, scenario: str, ended: float) -> float:
+    """Until Prometheus has evaluated the verdict DIAGNOSIS_LAG_SECONDS after the load stopped (or has none any
+    more), so that the report holds the verdicts of the last step: a short step may have none of its own.
+    Returns the time up to which to collect."""
+    until = ended + DIAGNOSIS_LAG_SECONDS
+    say(scenario, f"waiting for the diagnosis to catch up with the last step (up to {DIAGNOSIS_LAG_SECONDS}s)")
+
+    def caught_up() -> bool:
+        latest = lab.value("max(timestamp(job:lab_diagnosis:verdict))")
+        return latest is None or latest >= until
+
+    try:
+        wait_until(caught_up, until - time.time() + 30, "the diagnosis to evaluate the last step", interval=1)
+    except LabError as error:
+        say(scenario, f"{error}; the report has the verdicts evaluated so far")
+    return until
+
+
 def breaking_point_summary(lab: Lab) -> dict[str, Any] | None:
     """The shape's JSON summary (written by the master when the run stops), or None if it never came."""
     path = lab.reports / "run_breaking_point.json"
@@ -144,7 +165,7 @@ def run_experiment(
         started, ended = run_load(lab, scenario, plan, progress_every)
         summary = breaking_point_summary(lab)
         say(scenario, f"run over after {ended - started:.0f}s: {summary['result'] if summary else 'no summary'}")
-        series: RunSeries = collect(lab, started - 5, ended + 5)
+        series: RunSeries = collect(lab, started - 5, wait_for_diagnosis(lab, scenario, ended))
         say(scenario, "collected the run from Prometheus; stopping the lab")
     report = build_report(scenario, "native" if native else "compose", series, summary)
     path = write_report(report, out / scenario)

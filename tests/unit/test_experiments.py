@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from experiments.collect import SERIES, RunSeries
 from experiments.compare import compare
 from experiments.report import build_report, steps, summary_markdown, verdict_under_load, write_report
-from experiments.run import Plan, main
+from experiments.run import DIAGNOSIS_LAG_SECONDS, Plan, main, wait_for_diagnosis
 from experiments.stack import LabError, api_service, interpolate, native_cores
 
 BREAKING_POINT = {
@@ -71,6 +73,38 @@ def test_the_verdict_under_load_counts_the_rule_window_after_a_short_last_step()
     assert verdict_under_load(run, broke=False) == "healthy"
     run.verdicts[4:7] = [None] * 3
     assert verdict_under_load(run, broke=False) is None, "samples beyond the window are not counted"
+
+
+class EvaluatingPrometheus:
+    """Stands in for the lab's Prometheus in one respect: the time of its latest verdict, a second per query."""
+
+    def __init__(self, latest: float | None) -> None:
+        self.latest, self.queries = latest, 0
+
+    def value(self, expr: str) -> float | None:
+        assert expr == "max(timestamp(job:lab_diagnosis:verdict))"
+        self.queries += 1
+        if self.latest is not None:
+            self.latest += 1
+        return self.latest
+
+
+def test_the_report_waits_until_the_diagnosis_has_evaluated_past_the_last_step(monkeypatch):
+    monkeypatch.setattr(time, "sleep", lambda _seconds: None)
+    ended = time.time()
+    prometheus = EvaluatingPrometheus(latest=ended - 3)  # three seconds behind when the load stopped
+
+    until = wait_for_diagnosis(prometheus, "cpu-bound", ended)
+
+    assert until == ended + DIAGNOSIS_LAG_SECONDS
+    assert prometheus.latest >= until
+    assert prometheus.queries == DIAGNOSIS_LAG_SECONDS + 3
+
+
+def test_the_report_does_not_wait_for_a_verdict_that_is_gone():
+    prometheus = EvaluatingPrometheus(latest=None)  # no traffic left in the windows: no verdict to wait for
+    wait_for_diagnosis(prometheus, "cpu-bound", time.time())
+    assert prometheus.queries == 1
 
 
 def test_the_report_names_the_breaking_point_the_verdict_and_the_peaks():
