@@ -165,7 +165,10 @@ def run_experiment(
         started, ended = run_load(lab, scenario, plan, progress_every)
         summary = breaking_point_summary(lab)
         say(scenario, f"run over after {ended - started:.0f}s: {summary['result'] if summary else 'no summary'}")
-        series: RunSeries = collect(lab, started - 5, wait_for_diagnosis(lab, scenario, ended))
+        # A step that broke the SLO was cut short: its verdicts come after it. One that held ran its full time.
+        broke = bool((summary or {}).get("breaking_step"))
+        until = wait_for_diagnosis(lab, scenario, ended) if broke else ended + 5
+        series: RunSeries = collect(lab, started - 5, until)
         say(scenario, "collected the run from Prometheus; stopping the lab")
     report = build_report(scenario, "native" if native else "compose", series, summary)
     path = write_report(report, out / scenario)
