@@ -116,8 +116,13 @@ def verdict_under_load(series: RunSeries, broke: bool) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
+def broke_the_slo(breaking_point: dict[str, Any] | None) -> bool:
+    """Whether the breaking-point run ended on a step that broke the SLO (that step was then cut short)."""
+    return bool((breaking_point or {}).get("breaking_step"))
+
+
 def build_report(scenario: str, mode: str, series: RunSeries, breaking_point: dict[str, Any] | None) -> dict[str, Any]:
-    broke = bool((breaking_point or {}).get("breaking_step"))
+    broke = broke_the_slo(breaking_point)
     return {
         "scenario": scenario,
         "mode": mode,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.collect import SERIES, RunSeries, collect
-from experiments.report import build_report, write_report
+from experiments.report import broke_the_slo, build_report, write_report
 from experiments.stack import REPO, SCENARIOS_DIR, Lab, LabError, compose_lab, native_lab, wait_until
 
 DEFAULT_OUT = REPO / "reports" / "experiments"
@@ -166,8 +166,7 @@ def run_experiment(
         summary = breaking_point_summary(lab)
         say(scenario, f"run over after {ended - started:.0f}s: {summary['result'] if summary else 'no summary'}")
         # A step that broke the SLO was cut short: its verdicts come after it. One that held ran its full time.
-        broke = bool((summary or {}).get("breaking_step"))
-        until = wait_for_diagnosis(lab, scenario, ended) if broke else ended + 5
+        until = wait_for_diagnosis(lab, scenario, ended) if broke_the_slo(summary) else ended + 5
         series: RunSeries = collect(lab, started - 5, until)
         say(scenario, "collected the run from Prometheus; stopping the lab")
     report = build_report(scenario, "native" if native else "compose", series, summary)

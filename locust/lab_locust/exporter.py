@@ -9,6 +9,7 @@ time itself (`response_time_key`), never down into a faster one.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -38,8 +39,9 @@ def response_time_key(response_time_ms: float) -> float:
     percentiles read at most one rounding step high instead of half a step either way."""
     step = 1 if response_time_ms < 100 else 10 if response_time_ms < 1000 else 100 if response_time_ms < 10000 else 1000
     key = float(math.ceil(response_time_ms / step) * step)
-    bound = next((bound for bound in LATENCY_BOUNDS_MS if bound >= response_time_ms), math.inf)
-    key = min(key, bound)  # 1.5 and 7.5 ms are bounds between Locust's whole milliseconds
+    above = bisect.bisect_left(LATENCY_BOUNDS_MS, response_time_ms)  # the first bound >= the time
+    if above < len(LATENCY_BOUNDS_MS):
+        key = min(key, LATENCY_BOUNDS_MS[above])  # 1.5 and 7.5 ms are bounds between Locust's whole milliseconds
     return int(key) if key.is_integer() else key
 
 
