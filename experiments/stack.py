@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCENARIOS_DIR = REPO / "scenarios"
 MODEL_DIR = REPO / "services" / "model-api" / "artifacts"  # where `make train` writes them
 GRAFANA_IMAGE = "grafana/grafana:13.1.0"
-CORE_SERVICES = ("api", "prometheus", "locust-master", "locust-worker")
+CORE_SERVICES = ("api", "balancer", "prometheus", "locust-master", "locust-worker")
 
 
 class LabError(RuntimeError):
@@ -149,7 +149,8 @@ class Lab:
     locust_url: str
     reports: Path
     grafana_url: str | None = None
-    target: str = "http://api:8000"  # the API as the Locust workers reach it
+    target: str = "http://balancer:8000"  # the API as the Locust workers reach it
+    api_url: str = ""  # the API as this machine reaches it (the balancer, in the compose lab)
 
     def query(self, expr: str) -> list[dict]:
         body = httpx2.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10).json()
@@ -198,13 +199,16 @@ class ComposeLab(Lab):
     env: dict[str, str] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
-    def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def compose(
+        self, *args: str, timeout: float = 600, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`docker compose` on this project; `env` sets variables for this command only (a knob, say)."""
         command = ["docker", "compose", "-p", self.project]
         for path in self.files:
             command += ["-f", path]
         done = subprocess.run(
-            [*command, *args], cwd=REPO, env={**os.environ, **self.env}, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            [*command, *args], cwd=REPO, env={**os.environ, **self.env, **(env or {})}, capture_output=True,
+            text=True, timeout=timeout, check=False,
         )  # fmt: skip
         self.log.append(f"$ docker compose {' '.join(args)} -> {done.returncode}\n{done.stderr[-3000:]}")
         if check and done.returncode != 0:
@@ -263,9 +267,8 @@ def compose_lab(
         raise LabError(f"Docker: {problem}; use --native to run without Docker")
     reports.mkdir(parents=True, exist_ok=True)
     reports.chmod(0o777)  # the Locust master writes as LAB_UID (1000); whoever runs this may be someone else
-    first, last = free_port_range(4)
     env = {
-        "API_PORTS": f"{first}-{last}",
+        "API_PORT": str(free_port_range()[0]),
         "LOCUST_PORT": str(free_port_range()[0]),
         "PROMETHEUS_PORT": str(free_port_range()[0]),
         "GRAFANA_PORT": str(free_port_range()[0]),
@@ -277,6 +280,7 @@ def compose_lab(
         prometheus_url=f"http://127.0.0.1:{env['PROMETHEUS_PORT']}",
         locust_url=f"http://127.0.0.1:{env['LOCUST_PORT']}",
         reports=reports,
+        api_url=f"http://127.0.0.1:{env['API_PORT']}",
         grafana_url=f"http://127.0.0.1:{env['GRAFANA_PORT']}" if with_grafana else None,
         project=f"{project}-{os.getpid()}",
         files=["compose.yaml", *([f"scenarios/{scenario_file(scenario).name}"] if scenario else [])],
@@ -332,4 +336,6 @@ def native_lab(workdir: Path, scenario: str | None = None, locust_workers: int =
         prometheus = stack.enter_context(
             running_prometheus(workdir, [api.url.removeprefix("http://")], load.exporter_url.split("/")[2])
         )
-        yield Lab(prometheus_url=prometheus.url, locust_url=load.web_url, reports=reports, target=api.url)
+        yield Lab(
+            prometheus_url=prometheus.url, locust_url=load.web_url, reports=reports, target=api.url, api_url=api.url
+        )

@@ -408,8 +408,8 @@ def load_generator() -> list[Panel]:
     return [
         timeseries(
             "Locust workers",
-            "Worker processes connected to the Locust master. Add them (docker compose up --scale "
-            "locust-worker=N) when one is above 90% CPU.",
+            "Worker processes connected to the Locust master. Add them when one is above 90% CPU, during a "
+            "test too: docker compose up -d --no-deps --no-recreate --scale locust-worker=N locust-worker.",
             [Query("max(locust_workers)", "workers")],
             "short",
             width=6,
@@ -456,12 +456,61 @@ def load_generator() -> list[Panel]:
     ]
 
 
+def balancer() -> list[Panel]:
+    return [
+        timeseries(
+            "Balancer queue: requests waiting for a replica",
+            "Requests the balancer (HAProxy, in front of the API) holds because every replica already has "
+            "BALANCER_MAXCONN in flight. Above zero, the queue is in front of the API, where its own timing cannot "
+            "see it: add replicas or make each request cheaper. Compose lab only.",
+            [Query("job:haproxy_backend_queue:sum", "waiting")],
+            "short",
+        ),
+        timeseries(
+            "Balancer queue time",
+            "How long requests waited in the balancer's queue for a replica (HAProxy's average over its last "
+            "1024 requests). Over 100 ms, the diagnosis says queueing.",
+            [Query("job:haproxy_backend_queue_time_seconds:max", "average wait")],
+            "s",
+            defaults=threshold_line(0.1, "orange"),
+        ),
+        timeseries(
+            "Requests per replica (balancer)",
+            "Answers per second from each API replica, as the balancer counts them (api1, api2... are its slots "
+            "for the replicas it found). The balancer sends each request to the replica with the fewest in "
+            "flight, so healthy replicas serve about the same.",
+            [Query("server:haproxy_server_http_responses:rate30s", "{{server}}")],
+            "reqps",
+        ),
+        timeseries(
+            "In flight per replica (balancer)",
+            "Requests each replica holds now, as the balancer sees them. A replica stuck at BALANCER_MAXCONN "
+            "(100 by default) while others are not is slower than the rest.",
+            [Query("server:haproxy_server_sessions:current", "{{server}}")],
+            "short",
+            width=12,
+        ),
+        timeseries(
+            "Balancer errors",
+            "Failed connections and broken answers per replica, and the 5xx the balancer answered (503: no "
+            "replica up, or a queue timeout). A replica that restarts shows here before anywhere else.",
+            [
+                Query("server:haproxy_server_errors:rate30s", "{{server}} errors"),
+                Query("job:haproxy_backend_http_responses_5xx:rate30s", "5xx answered"),
+            ],
+            "reqps",
+            width=12,
+        ),
+    ]
+
+
 ROWS = [
     ("Golden signals: traffic, latency, errors, users", golden_signals),
     ("Diagnosis: what is the bottleneck?", diagnosis),
     ("CPU and memory", cpu_and_memory),
     ("Inside the request", inside_the_request),
     ("Load generator", load_generator),
+    ("Balancer: the queue in front of the API (compose lab)", balancer),
 ]
 
 # Marks on every graph when the load or the API changed, so a knee lines up with its cause. Each query returns

@@ -3,7 +3,8 @@
     python -m prometheus.native --api 127.0.0.1:8000 --locust 127.0.0.1:9646 --self 127.0.0.1:9090 --out FILE
 
 Same jobs, intervals and rules as the compose lab; only the targets change: the API's DNS discovery becomes
-static 127.0.0.1 targets (one per native API port), and the rule files become absolute paths.
+static 127.0.0.1 targets (one per native API port), and the rule files become absolute paths. The balancer
+(HAProxy) runs only in the compose lab, so its job is left out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 COMPOSE_CONFIG = HERE / "prometheus.yml"
+COMPOSE_ONLY_JOBS = {"balancer"}  # HAProxy in front of the API replicas: there is none natively
 
 
 def native_config(api: list[str], locust: str, prometheus: str, source: Path = COMPOSE_CONFIG) -> dict[str, Any]:
@@ -23,11 +25,16 @@ def native_config(api: list[str], locust: str, prometheus: str, source: Path = C
     config = yaml.safe_load(source.read_text())
     config["rule_files"] = [str((source.parent / pattern).resolve()) for pattern in config.get("rule_files", [])]
     targets = {"model-api": api, "locust": [locust], "prometheus": [prometheus]}
+    jobs = []
     for job in config["scrape_configs"]:
+        if job["job_name"] in COMPOSE_ONLY_JOBS:
+            continue
         if job["job_name"] not in targets:
             raise SystemExit(f"{source} has a job this script does not know: {job['job_name']}")
         job.pop("dns_sd_configs", None)
         job["static_configs"] = [{"targets": targets[job["job_name"]]}]
+        jobs.append(job)
+    config["scrape_configs"] = jobs
     return config
 
 

@@ -1,6 +1,8 @@
-"""The lab on a real Docker engine: compose files valid, the stack up and scraped, a swarm, scaling, limits.
+"""The lab on a real Docker engine: compose files valid, the stack up and scraped, a swarm through the
+balancer, scaling during a swarm, a knob changed, reports written whoever runs Docker, limits.
 
-Grafana joins only where its image is present (no registry here, and no stand-in for it).
+One lab for the whole module (two API replicas, two Locust workers); the tests run in file order and the last
+one stops it. Grafana joins only where its image is present (no registry here, and no stand-in for it).
 """
 
 from __future__ import annotations
@@ -8,13 +10,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
+import tempfile
+from pathlib import Path
 
+import httpx2
 import pytest
+import yaml
 
 from experiments.stack import api_service
+from grafana.dashboard import DASHBOARD_FILE
 from tests.support.compose import ComposeLab, build_images, require_docker, running_lab
+from tests.support.grafana import panel_queries
+from tests.support.metrics import parse, total
 from tests.support.processes import REPO
+from tests.support.prometheus import needs_balancer, recorded_series
 from tests.support.waiting import wait_for
 
 SCENARIOS = sorted(path.stem for path in (REPO / "scenarios").glob("*.yaml"))
@@ -60,13 +71,14 @@ def lab(images):
         yield running
 
 
-def test_prometheus_scrapes_both_api_replicas_and_the_locust_exporter(lab: ComposeLab):
+def test_prometheus_scrapes_both_api_replicas_the_balancer_and_the_locust_exporter(lab: ComposeLab):
     def targets():
         up = lab.query("up")
         jobs = [(s["metric"]["job"], s["value"][1]) for s in up]
-        return jobs if jobs.count(("model-api", "1")) == 2 and ("locust", "1") in jobs else None
+        wanted = jobs.count(("model-api", "1")) == 2 and {("locust", "1"), ("balancer", "1")} <= set(jobs)
+        return jobs if wanted else None
 
-    jobs = wait_for(targets, 90, "two API targets and the Locust exporter up", interval=1)
+    jobs = wait_for(targets, 90, "two API targets, the balancer and the Locust exporter up", interval=1)
     assert ("prometheus", "1") in jobs
 
 
@@ -88,21 +100,8 @@ def test_a_distributed_swarm_is_counted_by_the_api_and_the_exporter(lab: Compose
     assert "/classify" in stats, "the master wrote its CSV report to the bind-mounted folder"
 
 
-def test_scaling_locust_workers_does_not_restart_the_master(lab: ComposeLab):
-    (master,) = lab.container_ids("locust-master")
-    started = lab.started_at(master)
-    apis = lab.container_ids("api")
-
-    lab.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", "locust-worker=3", "locust-worker")
-
-    wait_for(lambda: lab.value("max(locust_workers)") == 3, 90, "the exporter to report 3 workers", interval=1)
-    assert lab.container_ids("locust-master") == [master]
-    assert lab.started_at(master) == started
-    assert lab.container_ids("api") == apis
-
-
 def test_containers_run_as_non_root_and_bind_the_host_to_127_0_0_1(lab: ComposeLab):
-    for service in ["api", "prometheus", "locust-master"]:
+    for service in ["api", "balancer", "prometheus", "locust-master"]:
         container = lab.container_ids(service)[0]
         user = subprocess.run(
             ["docker", "exec", container, "id", "-u"], capture_output=True, text=True, timeout=30, check=True
@@ -128,3 +127,124 @@ def test_locust_does_not_warn_about_the_open_file_limit(lab: ComposeLab):
     logs = lab.compose("logs", "--no-color", "locust-master", "locust-worker").stdout
     assert "Starting Locust" in logs
     assert "open file limit" not in logs
+
+
+def replica_requests(lab: ComposeLab) -> list[float]:
+    """Requests to the model routes that each API replica counted, read from the replica itself (its own port)."""
+    counts = []
+    for index in range(1, len(lab.container_ids("api")) + 1):
+        address = lab.compose("port", "--index", str(index), "api", "8000").stdout.strip()
+        samples = parse(httpx2.get(f"http://{address}/metrics", timeout=10).text)
+        counts.append(total(samples, "lab_http_requests_total", route="/classify")
+                      + total(samples, "lab_http_requests_total", route="/predict"))  # fmt: skip
+    return counts
+
+
+def test_the_balancer_spreads_a_swarm_evenly_over_both_replicas(lab: ComposeLab):
+    """Through the balancer (least connections, per request), each replica serves within 10% of the other."""
+    before = replica_requests(lab)
+    lab.swarm(users=20, spawn_rate=10, seconds=30)
+    sent = lab.locust_stats()["stats"][-1]["num_requests"]
+    served = wait_for(
+        lambda: (d := [a - b for a, b in zip(replica_requests(lab), before, strict=True)]) and sum(d) >= sent and d,
+        30, f"the replicas to count the {sent} requests Locust sent", interval=1,
+    )  # fmt: skip
+    assert len(served) == 2
+    assert min(served) >= 0.9 * max(served), f"requests per replica: {served}"
+
+
+def test_every_balancer_rule_and_panel_query_returns_data(lab: ComposeLab):
+    """HAProxy runs only in the compose lab, so its rules and panels are checked here, not in the native lab."""
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    queries = [*recorded_series(), *(expr for _, expr in panel_queries(dashboard))]
+    balancer = [q.replace("$__rate_interval", "30s") for q in queries if needs_balancer(q)]
+    assert balancer, "the dashboard and the rules read the balancer"
+    for query in balancer:
+        assert wait_for(lambda q=query: lab.query(q), 60, f"{query} to return data", interval=1)
+
+
+def load_generator_advice() -> str:
+    """The command the load-generator-saturated alert tells a learner to run, with 4 workers."""
+    rules = yaml.safe_load((REPO / "prometheus" / "rules" / "diagnosis.yml").read_text())
+    alerts = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    advice = alerts["LabLoadGeneratorSaturated"]["labels"]["advice"]
+    (command,) = re.findall(r"`(docker compose [^`]+)`", advice)
+    return command.replace("locust-worker=N", "locust-worker=4")
+
+
+def test_scaling_locust_workers_as_the_alert_advises_keeps_a_running_swarm_running(lab: ComposeLab):
+    lab.start_swarm(user_count=12, spawn_rate=12)
+    wait_for(lambda: (s := lab.locust_stats())["state"] == "running" and s["user_count"] == 12, 60, "12 users")
+    (master,) = lab.container_ids("locust-master")
+    started, workers, apis = lab.started_at(master), lab.container_ids("locust-worker"), lab.container_ids("api")
+
+    lab.compose(*shlex.split(load_generator_advice())[2:])
+
+    def four_workers_sharing_the_users():
+        stats = lab.locust_stats()
+        assert stats["state"] == "running", f"the swarm stopped: {stats['state']}"
+        running = [w for w in stats["workers"] if w["state"] == "running"]
+        return len(running) == 4 and sum(w["user_count"] for w in running) == 12 and stats
+
+    wait_for(four_workers_sharing_the_users, 90, "4 workers running the 12 users", interval=1)
+    sent = lab.locust_stats()["stats"][-1]["num_requests"]
+    wait_for(lambda: lab.locust_stats()["stats"][-1]["num_requests"] > sent + 20, 30, "requests to keep flowing")
+    assert lab.locust_stats()["state"] == "running"
+    assert set(workers) <= set(lab.container_ids("locust-worker")), "the running workers were not recreated"
+    assert lab.container_ids("locust-master") == [master]
+    assert lab.started_at(master) == started
+    assert lab.container_ids("api") == apis
+    httpx2.get(f"{lab.locust_url}/stop", timeout=10)
+    wait_for(lambda: lab.locust_state() == "stopped", 30, "the swarm to stop")
+
+
+def test_changing_an_api_knob_keeps_the_apis_address_and_leaves_locust_alone(lab: ComposeLab):
+    (master,) = lab.container_ids("locust-master")
+    locust = {c: lab.started_at(c) for c in [master, *lab.container_ids("locust-worker")]}
+    apis = lab.container_ids("api")
+
+    lab.compose("up", "-d", "--scale", "api=2", "api", env={"LAB_HANDLER_STYLE": "async"})
+
+    def ready_with_the_new_knob():
+        return {httpx2.get(f"{lab.api_url}/readyz", timeout=5).json()["handler_style"] for _ in range(6)} == {"async"}
+
+    wait_for(ready_with_the_new_knob, 120, f"{lab.api_url} to answer from the recreated replicas", interval=1)
+    assert not set(apis) & set(lab.container_ids("api")), "the API replicas were recreated"
+    assert {c: lab.started_at(c) for c in locust} == locust, "the Locust master and workers kept running"
+
+
+def test_a_master_that_cannot_write_the_reports_folder_stays_up_and_says_where_they_went(lab: ComposeLab):
+    with tempfile.TemporaryDirectory(prefix="locked-reports-") as locked:
+        Path(locked).chmod(0o755)  # owned by whoever runs the tests; the master runs as another user
+        done = lab.compose("run", "-d", "--no-deps", "locust-master",
+                           env={"LOCUST_REPORTS": locked, "LAB_UID": "4242", "LAB_GID": "4242"})  # fmt: skip
+        container = done.stdout.strip().splitlines()[-1]
+        try:
+
+            def logs() -> str:
+                return subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=30).stderr
+
+            wait_for(lambda: "Starting web interface" in logs(), 60, "the master's web interface")
+            assert "cannot write reports to /home/locust/reports" in logs()
+            listing = subprocess.run(["docker", "exec", container, "ls", "/tmp/lab-reports"], capture_output=True,
+                                     text=True, timeout=30, check=True).stdout.split()  # fmt: skip
+            assert "run_stats.csv" in listing
+            state = json.loads(subprocess.run(["docker", "inspect", container], capture_output=True, text=True,
+                                              timeout=30, check=True).stdout)[0]["State"]  # fmt: skip
+            assert state["Running"], state
+            assert not list(Path(locked).iterdir())
+        finally:
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=60, check=False)
+
+
+def test_stopping_a_swarming_lab_writes_the_html_and_csv_reports(lab: ComposeLab):
+    """Last in this module: it stops the lab."""
+    lab.start_swarm(user_count=10, spawn_rate=10)
+    wait_for(lambda: lab.locust_stats()["user_count"] == 10, 60, "10 users")
+    assert not list(lab.reports.glob("*.html")), "Locust writes its HTML report only when it stops"
+
+    lab.compose("stop", timeout=300)
+
+    (html,) = lab.reports.glob("report-*users.html")
+    assert "/classify" in html.read_text()
+    assert "/classify" in (lab.reports / "run_stats.csv").read_text()

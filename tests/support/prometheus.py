@@ -30,6 +30,12 @@ def recorded_series() -> list[str]:
     return [rule["record"] for rule in rules("record")]
 
 
+def needs_balancer(expr: str) -> bool:
+    """Whether a query reads the balancer's series (HAProxy's, and the rules over them, are named haproxy):
+    only the compose lab has a balancer, so the compose tier checks these and the native lab the rest."""
+    return "haproxy" in expr
+
+
 def promtool() -> str:
     return require("promtool", "prometheus", "LAB_REQUIRE_PROMETHEUS")
 

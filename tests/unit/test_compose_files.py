@@ -99,6 +99,29 @@ def test_locust_never_warns_about_open_files():
         assert nofile["soft"] >= 10000, name
 
 
-def test_the_locust_master_waits_for_a_healthy_api():
-    assert COMPOSE["services"]["locust-master"]["depends_on"] == {"api": {"condition": "service_healthy"}}
+def test_the_locust_master_waits_for_the_balancer_to_have_a_ready_api_and_nothing_waits_on_the_api():
+    """The master starts once the balancer is healthy, i.e. has a replica whose /readyz passed; since no service
+    depends on the API, recreating it with a new knob restarts nothing else (Compose recreates dependents)."""
+    assert COMPOSE["services"]["locust-master"]["depends_on"] == {"balancer": {"condition": "service_healthy"}}
     assert "HEALTHCHECK" in (API_DIR / "Dockerfile").read_text()
+    assert "/8404" in " ".join(COMPOSE["services"]["balancer"]["healthcheck"]["test"])
+    config = (REPO / "balancer" / "haproxy.cfg").read_text()
+    assert re.search(r"^\s+bind :8404\n\s+monitor-uri /ready\n\s+monitor fail if \{ nbsrv\(api\) lt 1 \}", config, re.M)
+    assert re.search(r"^\s+option httpchk GET /readyz$", config, re.M)
+    assert [name for name, service in COMPOSE["services"].items() if "api" in service.get("depends_on", {})] == []
+
+
+def test_the_balancer_finds_every_replica_by_dns_and_sends_each_request_to_the_least_busy():
+    config = (REPO / "balancer" / "haproxy.cfg").read_text()
+    assert re.search(r"^\s+balance leastconn$", config, re.M)
+    assert re.search(r"^\s+server-template api \d+ api:8000 resolvers docker init-addr none$", config, re.M)
+    assert re.search(r"^\s+nameserver dns 127\.0\.0\.11:53$", config, re.M)
+    assert COMPOSE["services"]["balancer"]["ports"] == ["127.0.0.1:${API_PORT:-8000}:8000"]
+    assert COMPOSE["services"]["api"]["ports"] == ["127.0.0.1::8000"], "a replica's own port is Docker's to pick"
+
+
+def test_the_locust_master_is_interrupted_on_stop_so_it_writes_its_html_report():
+    master = COMPOSE["services"]["locust-master"]
+    assert master["stop_signal"] == "SIGINT"
+    assert "--html /home/locust/reports/" in master["command"]
+    assert master["entrypoint"] == ["lab-locust"], "the launcher that keeps the master up when reports/ is locked"

@@ -103,18 +103,37 @@ def test_every_recording_rule_is_in_the_prometheus_table():
     assert list(table_rows(DOCS / "prometheus.md", r"`([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)`")) == records
 
 
-def test_every_diagnosis_alert_is_in_the_prometheus_table_with_its_verdict():
+def diagnosis_alerts() -> dict[str, dict]:
     import yaml
 
     rules = yaml.safe_load((DOCS.parent / "prometheus" / "rules" / "diagnosis.yml").read_text())
-    alerts = {
-        rule["alert"]: rule["expr"].split('"')[1]
-        for group in rules["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    }
+    return {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+
+
+def test_every_diagnosis_alert_is_in_the_prometheus_table_with_its_verdict_and_its_advice_word_for_word():
+    """The alerts' `advice` labels are the one text of each piece of advice; the docs show them as they are."""
+    alerts = {name: (rule["expr"].split('"')[1], rule["labels"]["advice"]) for name, rule in diagnosis_alerts().items()}
     rows = table_rows(DOCS / "prometheus.md", r"`(Lab[A-Za-z]+)`")
-    assert {name: cells[1].strip("`") for name, cells in rows.items()} == alerts
+    assert {name: (cells[1].strip("`"), cells[2]) for name, cells in rows.items()} == alerts
+
+
+def test_every_command_that_adds_locust_workers_during_a_test_is_the_one_the_alert_gives():
+    """Without --no-recreate, Compose before 2.30 recreates the running workers and the test stops: wherever the
+    lab tells a learner to scale workers while it runs (--no-deps), it is the alert's command, with a number."""
+    advice = diagnosis_alerts()["LabLoadGeneratorSaturated"]["labels"]["advice"]
+    (command,) = re.findall(r"`(docker compose [^`]+)`", advice)
+    pattern = r"=(?:N|\d+) ".join(re.escape(part) for part in command.split("=N "))
+    places = [*DOCS.rglob("*.md"), DOCS.parent / "README.md", DOCS.parent / ".env", DOCS.parent / "compose.yaml",
+              DOCS.parent / "grafana" / "dashboard.py"]  # fmt: skip
+    found = 0
+    for path in places:
+        text = re.sub(r"\s*\n\s*#?\s*", " ", path.read_text())  # commands wrapped over lines or comment lines
+        for snippet in re.findall(r"docker compose (?:-f \S+ )*up [^`\n]*?--scale locust-worker=\S+[^`\n]*", text):
+            if "--no-deps" in snippet:
+                found += 1
+                bare = re.sub(r"(?:-f \S+ )+", "", snippet)
+                assert re.match(pattern, bare), f"{path.name}: {snippet}"
+    assert found >= 4, "the scaling guide, the compose guide, troubleshooting and compose.yaml give the command"
 
 
 def test_the_grafana_guide_lists_every_dashboard_panel_in_its_row():
