@@ -184,6 +184,11 @@ class Lab:
             raise LabError(f"Locust refused the swarm: {response.status_code} {response.text[:300]}")
         wait_until(lambda: self.locust_state() in {"spawning", "running"}, 30, "the swarm to start")
 
+    def stop_swarm(self) -> None:
+        """What the Locust UI's stop button does; returns once Locust says it stopped."""
+        httpx2.post(f"{self.locust_url}/stop", timeout=10).raise_for_status()
+        wait_until(lambda: self.locust_state() == "stopped", 30, "the swarm to stop")
+
     def swarm(self, users: int, spawn_rate: float, seconds: int, **form: Any) -> None:
         """A bounded swarm: start it, then wait for Locust to stop it by itself after `seconds`."""
         self.start_swarm(user_count=users, spawn_rate=spawn_rate, run_time=f"{seconds}s", **form)

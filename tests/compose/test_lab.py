@@ -194,8 +194,7 @@ def test_scaling_locust_workers_as_the_alert_advises_keeps_a_running_swarm_runni
     assert lab.container_ids("locust-master") == [master]
     assert lab.started_at(master) == started
     assert lab.container_ids("api") == apis
-    httpx2.get(f"{lab.locust_url}/stop", timeout=10)
-    wait_for(lambda: lab.locust_state() == "stopped", 30, "the swarm to stop")
+    lab.stop_swarm()
 
 
 def test_changing_an_api_knob_keeps_the_apis_address_and_leaves_locust_alone(lab: ComposeLab):
