@@ -215,3 +215,9 @@ def test_health_and_readiness(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+
+
+def test_readiness_says_what_one_prediction_of_each_model_costs_on_this_machine(client):
+    cost = client.get("/readyz").json()["model_ms"]
+    assert set(cost) == {"/classify", "/predict"}
+    assert all(0 < ms < 10_000 for ms in cost.values()), cost

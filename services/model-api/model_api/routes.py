@@ -83,6 +83,8 @@ async def readyz(runtime: RuntimeDep) -> dict[str, Any]:
         # Threads per native pool (BLAS, OpenMP) where sync handlers predict: workers x threads should stay
         # within the CPUs.
         "native_threads": runtime.native_threads,
+        # One warm prediction per model, timed at start in this worker: this machine's cost of the model.
+        "model_ms": runtime.model_ms,
     }
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +30,17 @@ from model_api.workload import Inference, Stages, Workload
 log = logging.getLogger("model_api")
 
 
+def _warm_ms(predict: Callable[[], object], runs: int = 5) -> float:
+    """Call `predict` once cold, then `runs` times: the median of the warm calls, in milliseconds."""
+    predict()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        predict()
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
 def _native_threads() -> dict[str, int]:
     """Threads of each BLAS/OpenMP pool as the calling thread would use them (OpenMP's count is per thread)."""
     return {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()}
@@ -46,6 +59,9 @@ class Runtime:
         self.workload = Workload(settings)
         self.ready = False
         self.native_threads: dict[str, int] = {}
+        # Milliseconds one warm prediction took at start, per route: what this machine's core costs the model,
+        # the figure a learner compares with the guide's (a knee scales with it).
+        self.model_ms: dict[str, float] = {}
         self.models: Models | None = None
         self.credit = Inference(predict_one=self._not_loaded)
         self.house = Inference(predict_one=self._not_loaded)
@@ -119,8 +135,11 @@ class Runtime:
         # The first prediction pays for lazy imports and cache fills; do it before /readyz says yes,
         # so that a load test never meets a cold worker. Straight to the models: no simulated wait.
         assert self.models is not None
-        self.models.default_probabilities([data.COURSE_APPLICANT])
-        self.models.house_prices([data.COURSE_HOUSE])
+        models = self.models
+        self.model_ms = {
+            "/classify": _warm_ms(lambda: models.default_probabilities([data.COURSE_APPLICANT])),
+            "/predict": _warm_ms(lambda: models.house_prices([data.COURSE_HOUSE])),
+        }
         if self.credit.batcher is not None:
             await self.credit.batcher.submit(dict(data.COURSE_APPLICANT))
 
