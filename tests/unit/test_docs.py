@@ -118,7 +118,7 @@ def test_every_diagnosis_alert_is_in_the_prometheus_table_with_its_verdict_and_i
 
 
 def test_every_command_that_adds_locust_workers_during_a_test_is_the_one_the_alert_gives():
-    """Without --no-recreate, Compose before 2.30 recreates the running workers and the test stops: wherever the
+    """Without --no-recreate, Compose 2.26 and others recreate the running workers and the test stops: wherever the
     lab tells a learner to scale workers while it runs (--no-deps), it is the alert's command, with a number."""
     advice = diagnosis_alerts()["LabLoadGeneratorSaturated"]["labels"]["advice"]
     (command,) = re.findall(r"`(docker compose [^`]+)`", advice)
