@@ -76,10 +76,10 @@ def test_prometheus_scrapes_both_api_replicas_the_balancer_and_the_locust_export
         up = lab.query("up")
         jobs = [(s["metric"]["job"], s["value"][1]) for s in up]
         wanted = jobs.count(("model-api", "1")) == 2 and {("locust", "1"), ("balancer", "1")} <= set(jobs)
-        return jobs if wanted else None
+        return jobs if wanted and ("prometheus", "1") in jobs else None
 
-    jobs = wait_for(targets, 90, "two API targets, the balancer and the Locust exporter up", interval=1)
-    assert ("prometheus", "1") in jobs
+    jobs = wait_for(targets, 90, "two API targets, the balancer, the Locust exporter and Prometheus up", interval=1)
+    assert sorted(job for job, _ in jobs) == ["balancer", "locust", "model-api", "model-api", "prometheus"]
 
 
 def test_a_distributed_swarm_is_counted_by_the_api_and_the_exporter(lab: ComposeLab):
