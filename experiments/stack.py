@@ -226,9 +226,13 @@ class ComposeLab(Lab):
     def container_ids(self, service: str) -> list[str]:
         return sorted(self.compose("ps", "-q", service).stdout.split())
 
-    def started_at(self, container: str) -> str:
+    def state(self, container: str) -> dict[str, Any]:
+        """Docker's State of a container: Running, StartedAt, ExitCode..."""
         done = subprocess.run(["docker", "inspect", container], capture_output=True, text=True, timeout=30, check=True)
-        return json.loads(done.stdout)[0]["State"]["StartedAt"]
+        return json.loads(done.stdout)[0]["State"]
+
+    def started_at(self, container: str) -> str:
+        return self.state(container)["StartedAt"]
 
 
 def docker_problem() -> str | None:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx2
 import pytest
-import yaml
 
 from experiments.stack import api_service
 from grafana.dashboard import DASHBOARD_FILE
@@ -25,7 +24,7 @@ from tests.support.compose import ComposeLab, build_images, require_docker, runn
 from tests.support.grafana import panel_queries
 from tests.support.metrics import parse, total
 from tests.support.processes import REPO
-from tests.support.prometheus import needs_balancer, recorded_series
+from tests.support.prometheus import advised_command, needs_balancer, recorded_series
 from tests.support.waiting import wait_for
 
 SCENARIOS = sorted(path.stem for path in (REPO / "scenarios").glob("*.yaml"))
@@ -166,22 +165,14 @@ def test_every_balancer_rule_and_panel_query_returns_data(lab: ComposeLab):
         assert wait_for(lambda q=query: lab.query(q), 60, f"{query} to return data", interval=1)
 
 
-def load_generator_advice() -> str:
-    """The command the load-generator-saturated alert tells a learner to run, with 4 workers."""
-    rules = yaml.safe_load((REPO / "prometheus" / "rules" / "diagnosis.yml").read_text())
-    alerts = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
-    advice = alerts["LabLoadGeneratorSaturated"]["labels"]["advice"]
-    (command,) = re.findall(r"`(docker compose [^`]+)`", advice)
-    return command.replace("locust-worker=N", "locust-worker=4")
-
-
 def test_scaling_locust_workers_as_the_alert_advises_keeps_a_running_swarm_running(lab: ComposeLab):
     lab.start_swarm(user_count=12, spawn_rate=12)
     wait_for(lambda: (s := lab.locust_stats())["state"] == "running" and s["user_count"] == 12, 60, "12 users")
     (master,) = lab.container_ids("locust-master")
     started, workers, apis = lab.started_at(master), lab.container_ids("locust-worker"), lab.container_ids("api")
 
-    lab.compose(*shlex.split(load_generator_advice())[2:])
+    command = advised_command("LabLoadGeneratorSaturated").replace("locust-worker=N", "locust-worker=4")
+    lab.compose(*shlex.split(command)[2:])
 
     def four_workers_sharing_the_users():
         stats = lab.locust_stats()
@@ -231,8 +222,7 @@ def test_a_master_that_cannot_write_the_reports_folder_stays_up_and_says_where_t
             listing = subprocess.run(["docker", "exec", container, "ls", "/tmp/lab-reports"], capture_output=True,
                                      text=True, timeout=30, check=True).stdout.split()  # fmt: skip
             assert "run_stats.csv" in listing
-            state = json.loads(subprocess.run(["docker", "inspect", container], capture_output=True, text=True,
-                                              timeout=30, check=True).stdout)[0]["State"]  # fmt: skip
+            state = lab.state(container)
             assert state["Running"], state
             assert not list(Path(locked).iterdir())
         finally:

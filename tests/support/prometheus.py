@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +29,17 @@ def rules(kind: str) -> list[dict]:
 
 def recorded_series() -> list[str]:
     return [rule["record"] for rule in rules("record")]
+
+
+def alerts() -> dict[str, dict]:
+    """Every alert rule of the lab, by its name."""
+    return {rule["alert"]: rule for rule in rules("alert")}
+
+
+def advised_command(alert: str) -> str:
+    """The one `docker compose` command, in backticks, that `alert`'s advice label tells a learner to run."""
+    (command,) = re.findall(r"`(docker compose [^`]+)`", alerts()[alert]["labels"]["advice"])
+    return command
 
 
 def needs_balancer(expr: str) -> bool:

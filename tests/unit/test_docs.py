@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from model_api.metrics import SCRAPE_TIME_FAMILIES, ApiMetrics, all_family_names
 from model_api.settings import Settings, env_name
+from tests.support.prometheus import advised_command, alerts
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -103,25 +104,17 @@ def test_every_recording_rule_is_in_the_prometheus_table():
     assert list(table_rows(DOCS / "prometheus.md", r"`([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)`")) == records
 
 
-def diagnosis_alerts() -> dict[str, dict]:
-    import yaml
-
-    rules = yaml.safe_load((DOCS.parent / "prometheus" / "rules" / "diagnosis.yml").read_text())
-    return {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
-
-
 def test_every_diagnosis_alert_is_in_the_prometheus_table_with_its_verdict_and_its_advice_word_for_word():
     """The alerts' `advice` labels are the one text of each piece of advice; the docs show them as they are."""
-    alerts = {name: (rule["expr"].split('"')[1], rule["labels"]["advice"]) for name, rule in diagnosis_alerts().items()}
+    expected = {name: (rule["expr"].split('"')[1], rule["labels"]["advice"]) for name, rule in alerts().items()}
     rows = table_rows(DOCS / "prometheus.md", r"`(Lab[A-Za-z]+)`")
-    assert {name: (cells[1].strip("`"), cells[2]) for name, cells in rows.items()} == alerts
+    assert {name: (cells[1].strip("`"), cells[2]) for name, cells in rows.items()} == expected
 
 
 def test_every_command_that_adds_locust_workers_during_a_test_is_the_one_the_alert_gives():
     """Without --no-recreate, Compose 2.26 and others recreate the running workers and the test stops: wherever the
     lab tells a learner to scale workers while it runs (--no-deps), it is the alert's command, with a number."""
-    advice = diagnosis_alerts()["LabLoadGeneratorSaturated"]["labels"]["advice"]
-    (command,) = re.findall(r"`(docker compose [^`]+)`", advice)
+    command = advised_command("LabLoadGeneratorSaturated")
     pattern = r"=(?:N|\d+) ".join(re.escape(part) for part in command.split("=N "))
     places = [*DOCS.rglob("*.md"), DOCS.parent / "README.md", DOCS.parent / ".env", DOCS.parent / "compose.yaml",
               DOCS.parent / "grafana" / "dashboard.py"]  # fmt: skip
