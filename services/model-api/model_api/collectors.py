@@ -281,14 +281,50 @@ class WorkerCollector:
         yield memory
 
 
-class BuildInfoCollector:
-    """`lab_build_info`: what code, model and workload style this API runs."""
+_TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
 
-    def __init__(self, labels: dict[str, str]) -> None:
+
+def _socket_inodes(fd_dir: Path) -> set[str]:
+    inodes = set()
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed between listing and reading
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def listen_queue(proc_net: Path = Path("/proc/self/net"), fd_dir: Path = Path("/proc/self/fd")) -> int | None:
+    """Connections waiting in the accept queue of the listening sockets this process holds (gunicorn's, which
+    every worker inherits): the kernel's `rx_queue` of a LISTEN socket in /proc/net/tcp and tcp6, read in the
+    process's own network namespace. None when the process listens on no TCP socket (a test client)."""
+    owned = _socket_inodes(fd_dir)
+    waiting, listening = 0, False
+    for table in ("tcp", "tcp6"):
+        text = _read(proc_net / table)
+        for line in (text or "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == _TCP_LISTEN and fields[9] in owned:
+                listening = True
+                waiting += int(fields[4].split(":")[1], 16)
+    return waiting if listening else None
+
+
+class ServiceCollector:
+    """What this API runs and judges by: `lab_build_info` (code, model, workload style), `lab_slo_seconds`, and
+    its accept queue (`lab_listen_queue_connections`), connections no worker has taken yet."""
+
+    def __init__(self, labels: dict[str, str], slo_seconds: float, queue: Callable[[], int | None] = listen_queue):
         self._labels = labels
+        self._slo_seconds = slo_seconds
+        self._queue = queue
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> Iterator[Metric]:
         yield _family("lab_build_info", 1, **self._labels)
+        yield _family("lab_slo_seconds", self._slo_seconds)
+        yield _family("lab_listen_queue_connections", self._queue())

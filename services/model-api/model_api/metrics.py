@@ -42,6 +42,13 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
         (),
         "Memory limit of the container; the host's memory when unlimited.",
     ),
+    "lab_slo_seconds": ("gauge", (), "The latency SLO (P99) the diagnosis judges by: LOCUST_SLO_MS, in seconds."),
+    "lab_listen_queue_connections": (
+        "gauge",
+        (),
+        "Connections the kernel has accepted on the API's listening socket that no worker has taken yet "
+        "(the accept queue).",
+    ),
     "lab_build_info": (
         "gauge",
         ("version", "sklearn_version", "model", "handler_style", "batching"),
@@ -84,7 +91,7 @@ class ApiMetrics:
         self.stage = Histogram(
             "lab_request_stage_duration_seconds",
             "Where a request's time goes: validation, threadpool_wait, downstream, cpu_work, batch_queue, "
-            "inference, serialization.",
+            "inference, cpu_wait (ready to compute but waiting for a CPU), serialization.",
             ["route", "stage"],
             buckets=STAGE_BUCKETS,
             registry=registry,

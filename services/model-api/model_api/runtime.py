@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from model_api import __version__, data
 from model_api.batching import MicroBatcher
-from model_api.collectors import BuildInfoCollector, ContainerCollector, WorkerCollector, this_pid, this_process
+from model_api.collectors import ContainerCollector, ServiceCollector, WorkerCollector, this_pid, this_process
 from model_api.metrics import ApiMetrics
 from model_api.models import Models, load_models
 from model_api.monitor import watch
@@ -73,7 +73,7 @@ class Runtime:
         self._collectors = [
             WorkerCollector(worker_pids),
             ContainerCollector(api_root_pid=api_root_pid),
-            BuildInfoCollector(self._build_labels()),
+            ServiceCollector(self._build_labels(), settings.slo_ms / 1000.0),
         ]
         if self._registry is not None:
             for collector in self._collectors:

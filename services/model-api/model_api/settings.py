@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(
         1, ge=1, le=64, validation_alias=AliasChoices("WEB_CONCURRENCY"), description="gunicorn workers"
     )
+    slo_ms: float = Field(
+        1000.0,
+        gt=0,
+        le=600_000,
+        validation_alias=AliasChoices("LOCUST_SLO_MS"),
+        description="the latency SLO (P99, ms) the diagnosis judges by; Locust's own setting, so there is one number",
+    )
 
     @field_validator("multiproc_dir", mode="before")
     @classmethod

@@ -30,6 +30,11 @@ import anyio.to_thread
 from model_api.batching import BatchTiming, MicroBatcher
 from model_api.settings import Settings
 
+# The stages in which a request waits for something it needs before it can go on, rather than being served:
+# a free thread, a batch to fill, a CPU to run on. Their share of the time says whether requests queue.
+CPU_WAIT = "cpu_wait"
+WAIT_STAGES = ("threadpool_wait", "batch_queue", CPU_WAIT)
+
 
 @dataclass
 class Stages:
@@ -44,6 +49,17 @@ class Stages:
         """Record the time from `started` (a perf_counter reading) to now; return now."""
         now = time.perf_counter()
         self.add(stage, now - started)
+        return now
+
+    def computed(self, stage: str, started: float, cpu_started: float) -> float:
+        """Record computation since `started` (perf_counter) and `cpu_started` (this thread's thread_time) as two
+        stages: `stage`, the CPU time the thread got, and `cpu_wait`, the rest of the wall time, when it was ready
+        to run but waited for the CPU (the GIL held by another thread, a core busy elsewhere, the CPU quota
+        spent). Return now."""
+        now = time.perf_counter()
+        wall, cpu = now - started, time.thread_time() - cpu_started
+        self.add(stage, min(cpu, wall))
+        self.add(CPU_WAIT, max(0.0, wall - cpu))
         return now
 
 
@@ -87,7 +103,9 @@ class Workload:
         names += ["downstream"] if self._latency > 0 else []
         names += ["cpu_work"] if self._cpu_ms > 0 else []
         names += ["batch_queue"] if batched else []
-        return [*names, "inference", "serialization"]
+        names += ["inference"]
+        names += [CPU_WAIT] if self._cpu_ms > 0 or not batched else []  # a batch's model call is not split
+        return [*names, "serialization"]
 
     def _downstream_seconds(self) -> float:
         if self._jitter == 0:
@@ -132,14 +150,15 @@ class Workload:
         if self._latency > 0:
             started = stages.since("downstream", started)
         if self._cpu_ms > 0:
+            cpu_started = time.thread_time()
             burn_cpu(self._cpu_ms)
-            stages.since("cpu_work", started)
+            stages.computed("cpu_work", started, cpu_started)
 
     @staticmethod
     def _predict_alone(features: dict[str, Any], inference: Inference, stages: Stages) -> Any:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         result = inference.predict_one(features)
-        stages.since("inference", started)
+        stages.computed("inference", started, cpu_started)
         return result
 
     @staticmethod
