@@ -28,9 +28,10 @@ from experiments.stack import REPO, SCENARIOS_DIR, Lab, LabError, compose_lab, n
 
 DEFAULT_OUT = REPO / "reports" / "experiments"
 LOCUST_WORKERS = 2
-# How far the verdict trails the load: a scrape (5 s), a Locust worker's report (3 s), and the three 5 s rule
-# evaluations from the raw series to the verdict. Verdicts that late still describe the last step.
-DIAGNOSIS_LAG_SECONDS = 20
+# How far the verdict trails the load: a scrape (5 s), a Locust worker's report (3 s), the 5 s rule evaluations
+# from the raw series to the signals, and one more for the verdict to hold at two in a row. Verdicts that late
+# still describe the last step.
+DIAGNOSIS_LAG_SECONDS = 25
 
 
 @dataclass

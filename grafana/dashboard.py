@@ -25,6 +25,10 @@ MODEL_ROUTES = "/classify|/predict"
 
 ROUTE = 'route=~"$route"'
 ENDPOINT = 'endpoint=~"$endpoint"'
+# What a panel fed only by the lab's Locust shows when the load comes from elsewhere (wrk, k6, a notebook, a
+# locustfile run without the lab's exporter): unavailable, said in words, never an empty graph or a zero.
+RATIO_ON_THE_RIGHT = {"unit": "none", "custom.axisPlacement": "right"}
+NO_CLIENT = {"noValue": "no client-side data: the load is not coming from the lab's Locust"}
 
 VERDICT_COLORS = {
     "healthy": "green",
@@ -168,10 +172,11 @@ def diagnosis() -> list[Panel]:
             "The diagnosis rules' one verdict: cpu-bound, io-bound, event-loop-blocked, queueing, "
             "load-generator-saturated, slo-breached or healthy (prometheus/rules/diagnosis.yml). The table beside "
             "it says what to change; the timeline below shows which signals led to it.",
-            [Query("job:lab_diagnosis:verdict", "{{verdict}}")],
+            [Query("job:lab_diagnosis:verdict", "{{verdict}}", instant=True)],
             "none",
             width=6,
             height=6,
+            defaults={"noValue": "no verdict: no traffic, or its first 25 s"},
             options={
                 "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                 "textMode": "name",
@@ -207,9 +212,10 @@ def diagnosis() -> list[Panel]:
             "state-timeline",
             "Signals behind the verdict",
             "Each signal the diagnosis weighs, over time: red while it holds. The verdict takes the highest one "
-            "that holds, in this order: load generator saturated, event loop blocked, CPU-bound, I/O-bound, "
-            "queueing, SLO breached. Latency rising means client P99 over 50 ms and twice its 10-minute low, or over "
-            "half the SLO.",
+            "that holds, in this order, once it held at two evaluations in a row: load generator saturated, event "
+            "loop blocked, CPU-bound, I/O-bound, queueing, SLO breached. Requests wait means that, as the API "
+            "measures it, requests wait (for a thread, a batch, a CPU, the event loop) as long as they are served, "
+            "or that P99 (the worse of client and server) is over half the SLO.",
             [
                 Query("job:lab_signal_load_generator_saturated:bool", "load generator saturated"),
                 Query("job:lab_signal_event_loop_blocked:bool", "event loop blocked"),
@@ -217,7 +223,7 @@ def diagnosis() -> list[Panel]:
                 Query("job:lab_signal_io_bound:bool", "I/O-bound"),
                 Query("job:lab_signal_queueing:bool", "queueing"),
                 Query("job:lab_signal_slo_breached:bool", "SLO breached"),
-                Query("job:lab_latency_rising:bool", "latency rising"),
+                Query("job:lab_requests_waiting:bool", "requests wait"),
             ],
             "none",
             width=24,
@@ -256,7 +262,7 @@ def diagnosis() -> list[Panel]:
             "is healthy; above 100 ms the diagnosis calls it queueing. It grows when every worker is busy.",
             [Query(f"route:lab_queueing_gap_seconds:p99_rate30s{{{ROUTE}}}", "gap {{route}}")],
             "s",
-            defaults=threshold_line(0.1, "orange"),
+            defaults={**threshold_line(0.1, "orange"), **NO_CLIENT},
         ),
         timeseries(
             "Little's law: requests in the system",
@@ -270,6 +276,7 @@ def diagnosis() -> list[Panel]:
             ],
             "short",
             width=12,
+            defaults=NO_CLIENT,
         ),
         timeseries(
             "Event-loop lag",
@@ -364,11 +371,40 @@ def inside_the_request() -> list[Panel]:
             "Where the time goes: mean time per stage",
             "A request's mean time in each stage, stacked: the top of the stack is the mean server time. The "
             "stage that grows with load is the bottleneck: threadpool_wait = not enough threads, downstream = "
-            "I/O, batch_queue = waiting for a batch, inference or cpu_work = CPU.",
+            "I/O, batch_queue = waiting for a batch, inference or cpu_work = CPU, cpu_wait = requests queue for "
+            "the CPU.",
             [Query(stage_mean, "{{stage}}")],
             "s",
             width=12,
             defaults={"custom": {"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 40}},
+        ),
+        timeseries(
+            "Waiting vs being served, per request",
+            "A request's mean time waiting (for a thread, a batch, a CPU: the stages threadpool_wait, batch_queue "
+            "and cpu_wait, plus the event loop's lag) against its mean time being served (validation, downstream, "
+            "CPU work, inference, serialization), as the API measures it whoever sends the load. Waiting as long "
+            "as being served (ratio 1) means requests queue: with the CPU at its limit, CPU-bound; with threads "
+            "full and the CPU idle, I/O-bound.",
+            [
+                Query("job:lab_request_wait_seconds:mean_rate30s", "waiting"),
+                Query("job:lab_request_service_seconds:mean_rate30s", "being served"),
+                Query("job:lab_request_wait_per_service:ratio_rate30s", "waiting / served"),
+            ],
+            "s",
+            width=12,
+            extra={
+                "overrides": [_override_style("waiting / served", {"unit": "none", "custom.axisPlacement": "right"})]
+            },
+        ),
+        timeseries(
+            "Accept queue",
+            "Connections the kernel has accepted on the API's listening socket that no worker has taken yet, per "
+            "replica. Workers take them at once while they have a moment; above 0 for long, every worker is too "
+            "busy even to accept (a blocked event loop, a saturated CPU), and requests wait where the app cannot "
+            "time them.",
+            [Query("sum by (instance) (lab_listen_queue_connections)", "accept queue {{instance}}")],
+            "short",
+            width=12,
         ),
         timeseries(
             "Model inference P99",
@@ -413,6 +449,7 @@ def load_generator() -> list[Panel]:
             [Query("max(locust_workers)", "workers")],
             "short",
             width=6,
+            defaults=NO_CLIENT,
         ),
         timeseries(
             "Locust worker CPU",
@@ -421,7 +458,7 @@ def load_generator() -> list[Panel]:
             [Query("locust_worker_cpu_percent", "{{worker}}")],
             "percent",
             width=9,
-            defaults=threshold_line(90),
+            defaults={**threshold_line(90), **NO_CLIENT},
         ),
         timeseries(
             "Locust worker memory",
@@ -430,6 +467,7 @@ def load_generator() -> list[Panel]:
             [Query("locust_worker_memory_bytes", "{{worker}}")],
             "bytes",
             width=9,
+            defaults=NO_CLIENT,
         ),
         timeseries(
             "Client requests and failures per second, per endpoint",
@@ -444,6 +482,7 @@ def load_generator() -> list[Panel]:
             ],
             "reqps",
             width=12,
+            defaults=NO_CLIENT,
         ),
         timeseries(
             "Locust's own percentiles (last 10 s)",
@@ -452,6 +491,7 @@ def load_generator() -> list[Panel]:
             [Query(f"locust_response_time_percentile_seconds{{{ENDPOINT}}}", "{{endpoint}} P{{quantile}}")],
             "s",
             width=12,
+            defaults=NO_CLIENT,
         ),
     ]
 
@@ -513,12 +553,13 @@ ROWS = [
     ("Balancer: the queue in front of the API (compose lab)", balancer),
 ]
 
-# Marks on every graph when the load or the API changed, so a knee lines up with its cause. Each query returns
-# a sample only at the step where the value differs from the previous scrape's.
+# Marks on every graph when the load or the API changed, so a knee lines up with its cause. Each query is 1 at
+# the step where the value differs from the previous scrape's and 0 elsewhere (`!= bool`): Grafana marks only
+# samples above 0, and a plain `!=` would return the new value itself, so a drop to zero users would never show.
 ANNOTATIONS = [
-    ("Users changed", "max(locust_users) != max(locust_users offset 5s)", "#F2CC0C"),
-    ("Locust workers changed", "max(locust_workers) != max(locust_workers offset 5s)", "#8AB8FF"),
-    ("API workers changed", "sum(lab_workers) != sum(lab_workers offset 5s)", "#FF7383"),
+    ("Users changed", "max(locust_users) != bool max(locust_users offset 5s)", "#F2CC0C"),
+    ("Locust workers changed", "max(locust_workers) != bool max(locust_workers offset 5s)", "#8AB8FF"),
+    ("API workers changed", "sum(lab_workers) != bool sum(lab_workers offset 5s)", "#FF7383"),
 ]
 
 

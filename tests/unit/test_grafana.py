@@ -23,6 +23,7 @@ from tests.support.grafana import (
     panels,
     variables,
 )
+from tests.support.prometheus import promtool
 
 PROVISIONING = GRAFANA_DIR / "provisioning"
 RULES_DIR = GRAFANA_DIR.parent / "prometheus" / "rules"
@@ -111,6 +112,42 @@ def test_annotations_mark_changes_in_users_locust_workers_and_api_workers(dashbo
     assert "locust_users" in queries["Users changed"]
     assert "locust_workers" in queries["Locust workers changed"]
     assert "lab_workers" in queries["API workers changed"]
+
+
+def test_panels_that_show_the_state_now_ask_for_one_instant_not_the_dashboards_range(dashboard):
+    # A stat over a range query reduces each series to a tile of its own: after healthy turned cpu-bound, both
+    # verdicts would show for the dashboard's 15 minutes, and the last one would stay after the traffic stopped.
+    now_panels = [panel for panel in panels(dashboard) if panel["type"] in {"stat", "gauge", "bargauge", "table"}]
+    assert {panel["title"] for panel in now_panels} >= {"Verdict", "What to change"}
+    for panel in now_panels:
+        for target in panel["targets"]:
+            assert (target["instant"], target["range"]) == (True, False), panel["title"]
+
+
+@pytest.mark.parametrize(
+    ("series", "before", "after"), [("locust_users", 20, 0), ("locust_workers", 2, 4), ("lab_workers", 1, 0)]
+)
+def test_each_annotation_marks_a_change_to_zero_and_back_and_nothing_else(dashboard, tmp_path, series, before, after):
+    """Evaluated by promtool: 1 exactly at the scrape where the value changed, 0 (no mark) elsewhere."""
+    (expr,) = [query for _, query in annotation_queries(dashboard) if series in query]
+    case = {
+        "rule_files": [],
+        "evaluation_interval": "5s",
+        "tests": [
+            {
+                "interval": "5s",
+                "input_series": [{"series": f'{series}{{job="x"}}', "values": f"{before}x10 {after}x10 {before}x10"}],
+                "promql_expr_test": [
+                    {"expr": expr, "eval_time": f"{t}s", "exp_samples": [{"labels": "{}", "value": value}]}
+                    for t, value in [(50, 0), (55, 1), (60, 0), (105, 0), (110, 1), (115, 0)]
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "annotation_test.yml"
+    path.write_text(yaml.safe_dump(case))
+    result = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_recorded_series_a_panel_reads_is_a_rule_that_exists(dashboard):

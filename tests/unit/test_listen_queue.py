@@ -14,7 +14,8 @@ HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when ret
 
 
 def tcp_line(slot: int, state: str, rx_queue: int, inode: int) -> str:
-    return f"   {slot}: 0100007F:1F40 00000000:0000 {state} 00000000:{rx_queue:08X} 00:00000000 00000000  1000  0 {inode} 1\n"
+    addresses = "0100007F:1F40 00000000:0000"
+    return f"   {slot}: {addresses} {state} 00000000:{rx_queue:08X} 00:00000000 00000000  1000  0 {inode} 1\n"
 
 
 def proc(tmp_path: Path, owned: list[int], tcp: str, tcp6: str = HEADER) -> tuple[Path, Path]:
