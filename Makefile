@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install train api locust dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment compare clean
+.PHONY: help install train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ locust: install ## Locust master (UI on 127.0.0.1:8089) + $LOCUST_WORKERS worker
 	for i in $$(seq $(LOCUST_WORKERS)); do $(BIN)/locust -f locustfile.py --worker --master-host 127.0.0.1 & done; \
 	$(BIN)/locust -f locustfile.py,shapes --class-picker --master --master-bind-host 127.0.0.1 \
 		--web-host 127.0.0.1 -H http://127.0.0.1:$(API_PORT)
+
+DIAGNOSE_ARGS ?=
+diagnose: install ## the verdict now, its evidence and what to change, from the lab's Prometheus (DIAGNOSE_ARGS=--watch)
+	$(BIN)/python -m experiments.diagnose $(DIAGNOSE_ARGS)
 
 dashboard: install ## regenerate grafana/dashboards/lab.json from grafana/dashboard.py (commit both)
 	$(BIN)/python -m grafana.dashboard

@@ -113,15 +113,16 @@ def run_load(lab: Lab, scenario: str, plan: Plan, progress_every: float = 5) -> 
 
 
 def wait_for_diagnosis(lab: Lab, scenario: str, ended: float) -> float:
-    """Until Prometheus has evaluated the verdict DIAGNOSIS_LAG_SECONDS after the load stopped (or has none any
-    more), so that the report holds the verdicts of the last step: a short step may have none of its own.
-    Returns the time up to which to collect."""
+    """Until Prometheus has evaluated the diagnosis DIAGNOSIS_LAG_SECONDS after the load stopped, so that the
+    report holds the verdicts of the last step: a short step may have none of its own, and a run that broke
+    before its traffic settled has its first verdicts only then. Returns the time up to which to
+    collect."""
     until = ended + DIAGNOSIS_LAG_SECONDS
     say(scenario, f"waiting for the diagnosis to catch up with the last step (up to {DIAGNOSIS_LAG_SECONDS}s)")
 
-    def caught_up() -> bool:
-        latest = lab.value("max(timestamp(job:lab_diagnosis:verdict))")
-        return latest is None or latest >= until
+    def caught_up() -> bool:  # the settled-traffic signal is evaluated always, a verdict only with traffic
+        latest = lab.value("max(timestamp(job:lab_traffic_settled:bool))")
+        return latest is not None and latest >= until
 
     try:
         wait_until(caught_up, until - time.time() + 30, "the diagnosis to evaluate the last step", interval=1)

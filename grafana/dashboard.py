@@ -176,7 +176,7 @@ def diagnosis() -> list[Panel]:
             "none",
             width=6,
             height=6,
-            defaults={"noValue": "no verdict: no traffic, or its first 25 s"},
+            defaults={"noValue": "no verdict: no traffic, or its first 15 s"},
             options={
                 "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                 "textMode": "name",

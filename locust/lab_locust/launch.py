@@ -1,4 +1,7 @@
-"""`lab-locust`: locust, after making sure it can write the reports it was asked for.
+"""`lab-locust`: locust, after making sure it can load its locustfiles and write the reports it was asked for.
+
+A locustfile that is missing or fails to import (a learner's own, named by LOCUST_LOCUSTFILE) stops the start
+with one message that says which file, why, and where the lab looks for it, instead of a bare traceback.
 
 Locust opens its CSV files before it starts, and a folder it cannot write (the lab's ./reports, bind-mounted
 and owned by someone other than the container's user: Docker run as root, a LAB_UID that is not yours) makes
@@ -11,6 +14,7 @@ locust runs as asked. A report that cannot be written must never take the master
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -19,6 +23,63 @@ from pathlib import Path
 
 FALLBACK_DIR = Path(tempfile.gettempdir()) / "lab-reports"
 REPORT_OPTIONS = ("--csv", "--html")
+LOCUSTFILE_OPTIONS = ("-f", "--locustfile")
+MINE = "mine"  # where compose mounts the learner's own locustfiles (LOCUST_MINE), beside the lab's
+
+
+def locustfile_spec(args: Sequence[str], environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    """The locustfiles Locust will load: `-f`/`--locustfile` if given, else LOCUST_LOCUSTFILE, else its default."""
+    for index, arg in enumerate(args):
+        option, _, inline = arg.partition("=")
+        if option in LOCUSTFILE_OPTIONS:
+            return inline or (args[index + 1] if index + 1 < len(args) else "")
+    return environ.get("LOCUST_LOCUSTFILE", "locustfile.py")
+
+
+def _import(path: Path) -> None:
+    """Import a locustfile as Locust does: its folder first on the path, under a name of its own."""
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(f"lab_locust_check_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{path} is not a Python module")
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    finally:
+        sys.path.remove(str(path.parent))
+
+
+def locustfile_problems(spec: str, root: Path | None = None) -> list[str]:
+    """What keeps each locustfile of a comma-separated `spec` (files or folders, relative to `root`) from
+    loading: missing, not a .py file, or an error when imported. Empty when all load."""
+    root = root or Path.cwd()
+    problems = []
+    for entry in [part.strip() for part in spec.split(",") if part.strip()]:
+        path = root / entry
+        if path.is_dir():
+            continue
+        if not path.is_file():
+            present = sorted(p.name for p in path.parent.glob("*.py")) if path.parent.is_dir() else []
+            listing = f" (in {path.parent}: {', '.join(present)})" if present else f" ({path.parent} has no .py file)"
+            problems.append(f"{entry}: no such file{listing}")
+        elif path.suffix != ".py":
+            problems.append(f"{entry}: a locustfile is a .py file")
+        else:
+            try:
+                _import(path)
+            except Exception as error:  # whatever the file raises on import is what the learner must fix
+                problems.append(f"{entry} fails to import: {type(error).__name__}: {error}")
+    return problems
+
+
+def locustfile_message(spec: str, problems: list[str]) -> str:
+    return (
+        f"cannot load the locustfile(s) {spec!r}:\n"
+        + "".join(f"  {problem}\n" for problem in problems)
+        + f"In the compose lab, put your locustfile in ./locust/{MINE} (or the folder LOCUST_MINE names in .env), "
+        f"set LOCUST_LOCUSTFILE={MINE}/<your file>.py in .env, then `docker compose up -d locust-master "
+        f"locust-worker`. A package your file imports must be installed in the Locust image "
+        f"(locust/requirements.txt). The rest of the lab keeps running."
+    )
 
 
 def writable(folder: Path) -> OSError | None:
@@ -62,7 +123,13 @@ def with_writable_reports(args: Sequence[str], fallback: Path = FALLBACK_DIR) ->
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args, warnings = with_writable_reports(sys.argv[1:] if argv is None else argv)
+    given = sys.argv[1:] if argv is None else argv
+    spec = locustfile_spec(given)
+    problems = locustfile_problems(spec)
+    if problems:
+        print(f"lab-locust: ERROR: {locustfile_message(spec, problems)}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    args, warnings = with_writable_reports(given)
     for warning in warnings:
         print(f"lab-locust: WARNING: {warning}", file=sys.stderr, flush=True)
     os.execvp("locust", ["locust", *args])

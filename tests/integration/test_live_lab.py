@@ -10,6 +10,9 @@ query is sent to Prometheus the way Grafana would send it: template variables se
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -121,3 +124,20 @@ def test_the_other_annotations_evaluate(live_lab, template_values, name):
     their logic is the users annotation's, which is checked to mark a change."""
     expr = dict(annotation_queries(DASHBOARD))[name]
     live_lab.query_range(substitute(expr, template_values), 120)
+
+
+def test_make_diagnose_prints_the_verdict_its_advice_and_the_evidence_from_the_live_prometheus(live_lab):
+    wait_for(lambda: live_lab.query("job:lab_diagnosis:verdict"), 90, "a verdict", interval=1)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.diagnose", "--prometheus", live_lab.url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    verdict = re.search(r"^Verdict: (\S+)$", done.stdout, re.MULTILINE)
+    assert verdict, done.stdout
+    assert verdict[1] in VERDICTS, done.stdout
+    assert re.search(r"^What to change: \S", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^CPU / limit \(busiest replica\) +\d+%   > 75%", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^queueing gap: client P99 - server P99 +-?\d+ ms", done.stdout, re.MULTILINE), done.stdout

@@ -76,16 +76,18 @@ def test_the_verdict_under_load_counts_the_rule_window_after_a_short_last_step()
 
 
 class EvaluatingPrometheus:
-    """Stands in for the lab's Prometheus in one respect: the time of its latest verdict, a second per query."""
+    """Stands in for the lab's Prometheus in one respect: the time it last evaluated the diagnosis rules, a
+    second later at each query (None until its first evaluation)."""
 
-    def __init__(self, latest: float | None) -> None:
-        self.latest, self.queries = latest, 0
+    def __init__(self, latest: float | None, first_after: int = 0) -> None:
+        self.latest, self.first_after, self.queries = latest, first_after, 0
 
     def value(self, expr: str) -> float | None:
-        assert expr == "max(timestamp(job:lab_diagnosis:verdict))"
+        assert expr == "max(timestamp(job:lab_traffic_settled:bool))"  # evaluated always, with traffic or none
         self.queries += 1
-        if self.latest is not None:
-            self.latest += 1
+        if self.queries <= self.first_after:
+            return None
+        self.latest += 1
         return self.latest
 
 
@@ -101,10 +103,17 @@ def test_the_report_waits_until_the_diagnosis_has_evaluated_past_the_last_step(m
     assert prometheus.queries == DIAGNOSIS_LAG_SECONDS + 3
 
 
-def test_the_report_does_not_wait_for_a_verdict_that_is_gone():
-    prometheus = EvaluatingPrometheus(latest=None)  # no traffic left in the windows: no verdict to wait for
-    wait_for_diagnosis(prometheus, "cpu-bound", time.time())
-    assert prometheus.queries == 1
+def test_the_report_waits_while_the_rules_have_not_been_evaluated_at_all(monkeypatch):
+    """No verdict yet is no reason to stop waiting: a run that breaks its SLO before its traffic has settled has its
+    first verdicts only after the load stopped."""
+    monkeypatch.setattr(time, "sleep", lambda _seconds: None)
+    ended = time.time()
+    prometheus = EvaluatingPrometheus(latest=ended, first_after=5)
+
+    wait_for_diagnosis(prometheus, "cpu-bound", ended)
+
+    assert prometheus.latest >= ended + DIAGNOSIS_LAG_SECONDS
+    assert prometheus.queries == 5 + DIAGNOSIS_LAG_SECONDS
 
 
 def test_the_report_names_the_breaking_point_the_verdict_and_the_peaks():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab_locust.launch import with_writable_reports
+import pytest
+
+from lab_locust.launch import locustfile_problems, locustfile_spec, main, with_writable_reports
 
 
 def test_report_paths_in_a_writable_folder_are_kept_and_the_folder_is_created(tmp_path):
@@ -39,3 +41,53 @@ def test_report_paths_in_a_folder_that_cannot_be_written_move_to_the_fallback_wi
 
 def test_an_option_without_its_value_is_left_for_locust_to_report():
     assert with_writable_reports(["--master", "--csv"], fallback=Path("/unused")) == (["--master", "--csv"], [])
+
+
+COURSE_FILE = Path(__file__).resolve().parents[2] / "locust" / "examples" / "course_classify.py"
+
+
+def test_the_locustfiles_come_from_the_option_else_the_environment_else_locusts_default():
+    assert locustfile_spec(["-f", "a.py,b.py", "--master"], {}) == "a.py,b.py"
+    assert locustfile_spec(["--locustfile=a.py"], {"LOCUST_LOCUSTFILE": "b.py"}) == "a.py"
+    assert locustfile_spec(["--master"], {"LOCUST_LOCUSTFILE": "mine/b.py,lab_plugin.py"}) == "mine/b.py,lab_plugin.py"
+    assert locustfile_spec([], {}) == "locustfile.py"
+
+
+def test_a_plain_course_locustfile_and_a_folder_load_without_a_problem(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "course.py").write_text(COURSE_FILE.read_text())
+    (tmp_path / "shapes").mkdir()
+
+    assert locustfile_problems("mine/course.py,shapes", tmp_path) == []
+
+
+def test_a_missing_locustfile_is_named_with_what_the_folder_holds(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "course.py").write_text(COURSE_FILE.read_text())
+
+    (problem,) = locustfile_problems("mine/cours.py", tmp_path)
+
+    assert problem == f"mine/cours.py: no such file (in {tmp_path / 'mine'}: course.py)"
+
+
+def test_a_locustfile_that_fails_to_import_is_named_with_the_error(tmp_path):
+    (tmp_path / "needs.py").write_text("import faker_that_is_not_installed\n")
+    (tmp_path / "broken.py").write_text("def task(:\n")
+
+    problems = locustfile_problems("needs.py,broken.py", tmp_path)
+
+    assert problems[0].startswith("needs.py fails to import: ModuleNotFoundError: No module named 'faker_that")
+    assert problems[1].startswith("broken.py fails to import: SyntaxError")
+
+
+def test_the_launcher_stops_with_one_message_that_says_where_the_lab_looks(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--master", "-f", "mine/missing.py,lab_plugin.py"])
+
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert "lab-locust: ERROR: cannot load the locustfile(s) 'mine/missing.py,lab_plugin.py'" in message
+    assert "mine/missing.py: no such file" in message
+    assert "LOCUST_LOCUSTFILE=mine/<your file>.py" in message

@@ -1,0 +1,67 @@
+"""`make diagnose`: its thresholds are the rules' own, and a lab that is not running is said so in one line."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiments.diagnose import EVIDENCE, main
+
+RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules"
+
+
+def normalized(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def test_every_threshold_shown_is_a_comparison_the_diagnosis_rules_make_word_for_word():
+    diagnosis = normalized((RULES / "diagnosis.yml").read_text())
+    compared = [item for item in EVIDENCE if item.rule]
+    assert len(compared) >= 12
+    for item in compared:
+        assert normalized(item.rule) in diagnosis, item.name
+        assert item.threshold is not None, item.name
+
+
+def test_the_threshold_is_read_from_the_rule_and_marks_what_crosses_it():
+    cpu = next(item for item in EVIDENCE if item.expr == "max(instance:lab_cpu_utilization:ratio_rate30s)")
+    assert cpu.threshold == (">", 0.75)
+    assert cpu.describe() == "> 75%"
+    assert cpu.crossed(0.8)
+    assert not cpu.crossed(0.75)
+
+
+def test_every_series_shown_is_recorded_by_a_rule_or_exposed_by_a_component():
+    recorded = {
+        rule["record"]
+        for path in RULES.glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    for item in EVIDENCE:
+        for name in re.findall(r"\b[a-z]+:[a-z_]+:[a-z0-9_]+\b", item.expr):
+            assert name in recorded, f"{item.name}: {name}"
+
+
+def test_a_lab_that_is_not_running_is_said_so_with_what_to_do(capsys):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens on it once closed
+
+    assert main(["--prometheus", f"http://127.0.0.1:{port}"]) == 1
+
+    error = capsys.readouterr().err
+    assert f"cannot reach the lab's Prometheus at http://127.0.0.1:{port}" in error
+    assert "docker compose up" in error
+
+
+@pytest.mark.parametrize("argv", [["--every", "soon"]])
+def test_a_bad_option_is_refused_by_name(argv, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "--every" in capsys.readouterr().err
