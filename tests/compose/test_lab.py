@@ -229,6 +229,56 @@ def test_a_master_that_cannot_write_the_reports_folder_stays_up_and_says_where_t
             subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=60, check=False)
 
 
+def test_a_learners_own_plain_locustfile_runs_in_the_lab_and_is_counted_like_the_labs(lab: ComposeLab, tmp_path):
+    """LOCUST_LOCUSTFILE=mine/course.py, the course's plain HttpUser in a folder of the learner's (LOCUST_MINE):
+    swarmed from the master's web API, its requests reach Prometheus through the lab's plugin, and the API
+    counted them too."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    mine.chmod(0o755)  # read by the container's user, not the test's
+    course = mine / "course.py"
+    course.write_text((REPO / "locust" / "examples" / "course_classify.py").read_text())
+    course.chmod(0o644)
+    env = {"LOCUST_LOCUSTFILE": "mine/course.py", "LOCUST_MINE": str(mine)}
+    served = 'sum(lab_http_requests_total{route="/classify"})'
+    try:
+        lab.compose("up", "-d", "--no-deps", "--wait", "locust-master", "locust-worker", env=env, timeout=300)
+        wait_for(lambda: lab.value("max(locust_workers)") == 2, 90, "both workers to join the master", interval=1)
+        before = wait_for(lambda: lab.value(served), 30, "the API's /classify count", interval=1)
+
+        lab.swarm(users=10, spawn_rate=10, seconds=15, user_classes=["CreditRiskTestUser"])
+        stopped = lab.value("time()")
+
+        def scraped_since_the_stop(expr: str) -> float | None:
+            scraped = lab.value(f"min(timestamp({expr}))")
+            return lab.value(expr) if scraped and scraped > stopped + 1 else None
+
+        sent = wait_for(lambda: scraped_since_the_stop('locust_requests_total{endpoint="/classify"}'), 30,
+                        "the exporter's count of the course user's /classify requests", interval=1)  # fmt: skip
+        counted = wait_for(lambda: scraped_since_the_stop('lab_http_requests_total{route="/classify"}'), 30,
+                           "the API's count after the swarm", interval=1)  # fmt: skip
+        assert sent > 20
+        # Every request Locust counted was answered and counted by the API; a request cut short when the swarm
+        # stopped is answered too but counted by no one on the client's side (at most one per user).
+        assert sent <= counted - before <= sent + 10
+    finally:
+        lab.compose("up", "-d", "--no-deps", "--wait", "locust-master", "locust-worker", timeout=300)
+
+
+def test_a_locustfile_that_is_not_there_is_named_in_the_masters_log_and_the_rest_keeps_running(lab: ComposeLab):
+    done = lab.compose("run", "-d", "--no-deps", "locust-master", env={"LOCUST_LOCUSTFILE": "mine/no_such_file.py"})
+    container = done.stdout.strip().splitlines()[-1]
+    try:
+        wait_for(lambda: not lab.state(container)["Running"], 60, "the master to stop on its missing locustfile")
+        log = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=30).stderr
+        assert "lab-locust: ERROR: cannot load the locustfile(s) 'mine/no_such_file.py,lab_plugin.py,shapes'" in log
+        assert "mine/no_such_file.py: no such file" in log
+        assert lab.state(container)["ExitCode"] == 2
+        assert httpx2.get(f"{lab.api_url}/readyz", timeout=5).status_code == 200, "the API keeps running"
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=60, check=False)
+
+
 def test_stopping_a_swarming_lab_writes_the_html_and_csv_reports(lab: ComposeLab):
     """Last in this module: it stops the lab."""
     lab.start_swarm(user_count=10, spawn_rate=10)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx2
 
 from tests.support.metrics import parse
-from tests.support.processes import BIN, REPO, clean_env, free_port, stop
+from tests.support.processes import BIN, REPO, clean_env, free_port, pinned, stop
 from tests.support.waiting import wait_for
 
 LOCUST_DIR = REPO / "locust"
@@ -44,10 +44,10 @@ class LocustRun:
         return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in self.logs)
 
 
-def start_locust(command: Sequence[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
-    """`locust COMMAND...` in locust/, its output to `log`."""
+def start_locust(command: Sequence[str], log: Path, cores: str | None = None, **env: str) -> subprocess.Popen[bytes]:
+    """`locust COMMAND...` in locust/ (on the given CPU cores, if any), its output to `log`."""
     return subprocess.Popen(
-        [str(BIN / "locust"), *command],
+        pinned([str(BIN / "locust"), *command], cores),
         cwd=LOCUST_DIR,
         env=clean_env(**env),
         stdout=log.open("wb"),
@@ -58,9 +58,16 @@ def start_locust(command: Sequence[str], log: Path, **env: str) -> subprocess.Po
 
 @contextmanager
 def distributed_locust(
-    workdir: Path, host: str, workers: int, master_args: Sequence[str], locustfile: str = "locustfile.py", **env: str
+    workdir: Path,
+    host: str,
+    workers: int,
+    master_args: Sequence[str],
+    locustfile: str = "locustfile.py",
+    cores: str | None = None,
+    **env: str,
 ) -> Iterator[LocustRun]:
-    """A master (web UI and exporter on free ports, autostarted) and `workers` worker processes."""
+    """A master (web UI and exporter on free ports, autostarted) and `workers` worker processes, all on the
+    given CPU cores if any (away from a pinned API)."""
     workdir.mkdir(parents=True, exist_ok=True)
     master_port, web_port, exporter_port = free_port(), free_port(), free_port()
     csv_prefix = workdir / "run"
@@ -72,6 +79,7 @@ def distributed_locust(
             "--exporter-port", str(exporter_port), "-H", host, "--csv", str(csv_prefix), *master_args,
         ],
         master_log,
+        cores,
         **env,
     )  # fmt: skip
     run = LocustRun(master, [], f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{exporter_port}/metrics", csv_prefix)
@@ -83,6 +91,7 @@ def distributed_locust(
             worker = start_locust(
                 ["-f", locustfile, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
                 log,
+                cores,
                 **env,
             )
             cleanup.callback(stop, worker)

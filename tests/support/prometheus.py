@@ -67,7 +67,10 @@ class RunningPrometheus:
     def query_range(self, expr: str, seconds: float = 60, step: str = "5s") -> list[dict]:
         """What a Grafana time-series panel asks for: the last `seconds`, one sample per `step`."""
         end = time.time()
-        params = {"query": expr, "start": end - seconds, "end": end, "step": step}
+        return self.query_between(expr, end - seconds, end, step)
+
+    def query_between(self, expr: str, start: float, end: float, step: str = "5s") -> list[dict]:
+        params = {"query": expr, "start": start, "end": end, "step": step}
         body = httpx2.get(f"{self.url}/api/v1/query_range", params=params, timeout=10).json()
         assert body["status"] == "success", body
         return body["data"]["result"]

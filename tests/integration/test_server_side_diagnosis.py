@@ -1,0 +1,181 @@
+"""The diagnosis from the server's side: whoever sends the load, the lab tells CPU-bound from I/O-bound.
+
+Real processes on 127.0.0.1: the API under gunicorn, one sync (or async) worker pinned to core 0 as a 1-CPU
+limit is stood in for natively, Debian's Prometheus with the lab's rules, and a load pinned to the other core.
+The load is the course's own locustfile (a plain HttpUser, no lab imports, so no Locust series reach
+Prometheus at all), Debian's wrk, or the lab's own Locust with 150 users started at once. Loads are sized from
+what one prediction costs on this machine (/readyz's model_ms), so each is about twice one core's capacity,
+whatever the core's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+from model_api import data
+from tests.support.locust import distributed_locust
+from tests.support.processes import BIN, REPO, RunningApi, clean_env, free_port, pinned, running_api, stop
+from tests.support.prometheus import RunningPrometheus, promtool, running_prometheus
+from tests.support.tools import require
+from tests.support.waiting import wait_for
+
+API_CORE, LOAD_CORE = "0", "1"
+COURSE_LOCUSTFILE = REPO / "locust" / "examples" / "course_classify.py"
+COURSE_WAIT_SECONDS = (0.01 + 2) / 2  # its users think between(0.01, 2) seconds: about 1 s on average
+HELD_SECONDS = 30
+
+
+@dataclass
+class Diagnosed:
+    api: RunningApi
+    prometheus: RunningPrometheus
+    workdir: Path
+
+    def verdict(self) -> str | None:
+        found = self.prometheus.query("job:lab_diagnosis:verdict")
+        return found[0]["metric"]["verdict"] if found else None
+
+    def evaluated_at(self) -> float:
+        """When the rules last ran (the settled-traffic signal exists with or without traffic)."""
+        found = self.prometheus.query("timestamp(job:lab_traffic_settled:bool)")
+        return float(found[0]["value"][1]) if found else 0.0
+
+    def samples(self, expr: str, start: float, end: float) -> dict[float, dict[str, str]]:
+        """Each evaluation step's series between start and end: time -> the labels of the series there."""
+        found = self.prometheus.query_between(expr, start, end)
+        return {float(t): {**s["metric"], "value": v} for s in found for t, v in s["values"]}
+
+    def verdicts(self, start: float, end: float) -> dict[float, str]:
+        """The verdict at each evaluation step between start and end (a step with none is left out)."""
+        return {t: s["verdict"] for t, s in self.samples("job:lab_diagnosis:verdict", start, end).items()}
+
+    def capacity_users(self, think_seconds: float) -> int:
+        """Users that ask for about twice what one core computes: each asks once per think time (the answers of a
+        saturated API are slow, so this over-asks a little less)."""
+        model_ms = httpx2.get(f"{self.api.url}/readyz", timeout=5).json()["model_ms"]["/classify"]
+        return max(20, min(300, round(2 * think_seconds * 1000 / model_ms)))
+
+    def holds(self, verdict: str, seconds: float = HELD_SECONDS, first_within: float = 120) -> None:
+        """The verdict appears within `first_within` s and is the verdict at every evaluation for `seconds`."""
+        wait_for(lambda: self.verdict() == verdict, first_within, f"the verdict {verdict}", interval=1)
+        since = time.time()
+        wait_for(lambda: self.evaluated_at() >= since + seconds, seconds + 30, f"{seconds}s of evaluations", 1)
+        seen = self.verdicts(since, since + seconds)
+        assert len(seen) >= seconds // 5, seen
+        assert set(seen.values()) == {verdict}, seen
+
+
+@contextmanager
+def diagnosed(workdir: Path, model_dir: Path, **api_env: str) -> Iterator[Diagnosed]:
+    """One API worker on core 0, and Prometheus scraping it; its Locust target is a port nothing listens on."""
+    promtool()
+    with (
+        running_api(workdir / "api", model_dir, workers=1, cores=API_CORE, **api_env) as api,
+        running_prometheus(workdir, [host(api.url)], f"127.0.0.1:{free_port()}") as prometheus,
+    ):
+        yield Diagnosed(api, prometheus, workdir)
+
+
+def host(url: str) -> str:
+    return url.split("/")[2]
+
+
+@contextmanager
+def load(command: list[str], log: Path, cwd: Path = REPO) -> Iterator[subprocess.Popen[bytes]]:
+    """A load generator on the core the API does not use, stopped (if still running) on the way out."""
+    process = subprocess.Popen(
+        pinned(command, LOAD_CORE), cwd=cwd, env=clean_env(), stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        stop(process, timeout=20)
+
+
+def course_locust(lab: Diagnosed, users: int, seconds: int) -> list[str]:
+    """The course's locustfile as a learner runs it: `locust -f`, headless, nothing of the lab's."""
+    return [str(BIN / "locust"), "-f", str(COURSE_LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users),
+            "-t", f"{seconds}s", "-H", lab.api.url, "--only-summary"]  # fmt: skip
+
+
+def test_course_locustfile_at_twice_the_cores_capacity_is_cpu_bound_and_zero_traffic_has_no_verdict(
+    tmp_path, model_dir
+):
+    with diagnosed(tmp_path, model_dir) as lab:
+        started = time.time()
+        wait_for(lambda: lab.evaluated_at() >= started + 15, 60, "three evaluations of the rules without traffic", 1)
+        assert lab.verdict() is None
+        assert not lab.prometheus.query("locust_requests_total")
+
+        users = lab.capacity_users(COURSE_WAIT_SECONDS)
+        with load(course_locust(lab, users, 150), tmp_path / "locust.log"):
+            lab.holds("cpu-bound")
+            assert not lab.prometheus.query("{__name__=~'locust_.+'}"), "no client-side series: the server decided"
+
+
+def test_course_locustfile_against_a_slow_downstream_and_four_threads_is_io_bound(tmp_path, model_dir):
+    env = {"LAB_DOWNSTREAM_LATENCY_MS": "200", "LAB_THREADPOOL_SIZE": "4"}
+    # 4 threads x 5 requests a second each = 20 req/s; 60 users ask for about 60
+    with (
+        diagnosed(tmp_path, model_dir, **env) as lab,
+        load(course_locust(lab, 60, 150), tmp_path / "locust.log"),
+    ):
+        lab.holds("io-bound")
+
+
+def test_course_locustfile_against_a_blocking_async_handler_blocks_the_event_loop(tmp_path, model_dir):
+    env = {"LAB_HANDLER_STYLE": "async-blocking", "LAB_DOWNSTREAM_LATENCY_MS": "200"}
+    # one request at a time, 200 ms each: 5 req/s; 20 users ask for about 20
+    with (
+        diagnosed(tmp_path, model_dir, **env) as lab,
+        load(course_locust(lab, 20, 150), tmp_path / "locust.log"),
+    ):
+        lab.holds("event-loop-blocked")
+
+
+def test_wrk_with_no_locust_at_all_is_cpu_bound(tmp_path, model_dir):
+    wrk = require("wrk", "wrk", "LAB_REQUIRE_WRK")
+    script = tmp_path / "classify.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [==[{json.dumps(data.COURSE_APPLICANT)}]==]\n"
+    )
+    # 8 connections, each sending its next request as soon as the last is answered: always 8 in the API
+    command = [wrk, "-t1", "-c8", "-d150s", "--timeout", "10s", "-s", str(script)]
+    with (
+        diagnosed(tmp_path, model_dir) as lab,
+        load([*command, f"{lab.api.url}/classify"], tmp_path / "wrk.log"),
+    ):
+        lab.holds("cpu-bound")
+
+
+def test_the_labs_locust_with_150_users_at_once_names_a_bottleneck_while_the_worker_is_at_its_cpu_limit(
+    tmp_path, model_dir
+):
+    promtool()
+    args = ["--autostart", "-u", "150", "-r", "150", "-t", "150s"]
+    with (
+        running_api(tmp_path / "api", model_dir, workers=1, cores=API_CORE) as api,
+        distributed_locust(tmp_path / "locust", api.url, workers=2, master_args=args, cores=LOAD_CORE) as run,
+        running_prometheus(tmp_path, [host(api.url)], host(run.exporter_url)) as prometheus,
+    ):
+        lab = Diagnosed(api, prometheus, tmp_path)
+        wait_for(lambda: lab.verdict() is not None, 120, "a first verdict", interval=1)
+        since = time.time()
+        wait_for(lambda: lab.evaluated_at() >= since + 60, 100, "a minute of evaluations", interval=1)
+        verdicts = lab.verdicts(since, since + 60)
+        worker_cpu = {t: float(s["value"]) for t, s in lab.samples("max(pid:lab_worker_cpu:rate30s)", since,
+                                                                     since + 60).items()}  # fmt: skip
+    at_limit = [t for t, cpu in worker_cpu.items() if cpu > 0.75]
+    assert len(at_limit) >= 6, f"the worker was at its CPU limit too briefly to judge: {worker_cpu}"
+    judged = {t: verdicts.get(t) for t in at_limit}
+    assert all(v not in (None, "healthy") for v in judged.values()), judged
