@@ -176,7 +176,8 @@ def test_scaling_locust_workers_as_the_alert_advises_keeps_a_running_swarm_runni
 
     def four_workers_sharing_the_users():
         stats = lab.locust_stats()
-        assert stats["state"] == "running", f"the swarm stopped: {stats['state']}"
+        # "spawning" while the master rebalances the users onto the new workers; anything else means it stopped
+        assert stats["state"] in {"running", "spawning"}, f"the swarm stopped: {stats['state']}"
         running = [w for w in stats["workers"] if w["state"] == "running"]
         return len(running) == 4 and sum(w["user_count"] for w in running) == 12 and stats
 
