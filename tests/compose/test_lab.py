@@ -244,7 +244,7 @@ def test_a_learners_own_plain_locustfile_runs_in_the_lab_and_is_counted_like_the
     served = 'sum(lab_http_requests_total{route="/classify"})'
     try:
         lab.compose("up", "-d", "--no-deps", "--wait", "locust-master", "locust-worker", env=env, timeout=300)
-        wait_for(lambda: lab.value("max(locust_workers)") == 2, 90, "both workers to join the master", interval=1)
+        wait_for(lambda: len(lab.locust_stats()["workers"]) == 2, 90, "both workers to join the master", interval=1)
         before = lab.value(f"{served} or vector(0)")  # none yet where the replicas are new (a knob changed)
 
         lab.swarm(users=10, spawn_rate=10, seconds=15, user_classes=["CreditRiskTestUser"])
@@ -262,8 +262,9 @@ def test_a_learners_own_plain_locustfile_runs_in_the_lab_and_is_counted_like_the
         # Every request Locust counted was answered and counted by the API; a request cut short when the swarm
         # stopped is answered too but counted by no one on the client's side (at most one per user).
         assert sent <= counted - before <= sent + 10
-    finally:
+    finally:  # the lab's own locustfile again, its workers joined, for the tests that follow
         lab.compose("up", "-d", "--no-deps", "--wait", "locust-master", "locust-worker", timeout=300)
+        wait_for(lambda: len(lab.locust_stats()["workers"]) == 2, 90, "both workers to rejoin the master", interval=1)
 
 
 def test_a_locustfile_that_is_not_there_is_named_in_the_masters_log_and_the_rest_keeps_running(lab: ComposeLab):
