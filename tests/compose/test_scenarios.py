@@ -118,12 +118,16 @@ def test_async_io_serves_many_times_io_bound_until_the_cpu_is_its_limit_and_its_
         assert ratio > 1.5
         assert peak(async_io, "cpu_utilization") > 0.8
         assert async_io["verdict"] == "cpu-bound"
+    # Each at its busiest step, where the 30 s windows hold the most of it (an early 15 s step's RPS and CPU
+    # average over different stretches). A wait that cost CPU would cost its 250 ms: many times more, not 2x.
     cores = peak(async_io, "cpu_limit")
-    served = [s for s in async_io["steps"] if s["rps"] and s["cpu_utilization"] is not None]
-    io_served = [s for s in io_bound["steps"] if s["rps"] and s["cpu_utilization"] is not None]
-    same_traffic = min(served, key=lambda s: abs(s["rps"] - peak(io_bound, "rps_client")))
-    io_busiest = max(io_served, key=lambda s: s["rps"])
-    assert cpu_per_request(same_traffic, cores) < 1.5 * cpu_per_request(io_busiest, cores)
+
+    def busiest(report: Report) -> dict[str, Any]:
+        return max(
+            (s for s in report["steps"] if s["rps"] and s["cpu_utilization"] is not None), key=lambda s: s["rps"]
+        )
+
+    assert cpu_per_request(busiest(async_io), cores) < 2 * cpu_per_request(busiest(io_bound), cores)
 
 
 def test_blocking_async_lags_its_event_loop_and_says_so(experiment):
