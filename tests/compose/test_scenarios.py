@@ -101,6 +101,11 @@ def test_io_bound_keeps_the_cpu_low_with_every_thread_busy_and_says_io_bound(exp
     assert report["verdict"] == "io-bound"
 
 
+def busiest(report: Report) -> dict[str, Any]:
+    """The step that served the most requests (with a CPU reading)."""
+    return max((s for s in report["steps"] if s["rps"] and s["cpu_utilization"] is not None), key=lambda s: s["rps"])
+
+
 def cpu_per_request(step: dict[str, Any], cores: float) -> float:
     """CPU seconds a request cost during a step: the CPU it used against its limit, per request served."""
     return step["cpu_utilization"] * cores / step["rps"]
@@ -121,12 +126,6 @@ def test_async_io_serves_many_times_io_bound_until_the_cpu_is_its_limit_and_its_
     # Each at its busiest step, where the 30 s windows hold the most of it (an early 15 s step's RPS and CPU
     # average over different stretches). A wait that cost CPU would cost its 250 ms: many times more, not 2x.
     cores = peak(async_io, "cpu_limit")
-
-    def busiest(report: Report) -> dict[str, Any]:
-        return max(
-            (s for s in report["steps"] if s["rps"] and s["cpu_utilization"] is not None), key=lambda s: s["rps"]
-        )
-
     assert cpu_per_request(busiest(async_io), cores) < 2 * cpu_per_request(busiest(io_bound), cores)
 
 

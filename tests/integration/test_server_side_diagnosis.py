@@ -10,7 +10,6 @@ whatever the core's speed.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+import pytest
 
+from benchmarks.api_bench import write_lua
 from model_api import data
 from tests.support.locust import distributed_locust
 from tests.support.processes import BIN, REPO, RunningApi, clean_env, free_port, pinned, running_api, stop
@@ -146,36 +147,32 @@ def test_course_locustfile_at_twice_the_cores_capacity_is_cpu_bound_and_zero_tra
             assert not lab.prometheus.query("{__name__=~'locust_.+'}"), "no client-side series: the server decided"
 
 
-def test_course_locustfile_against_a_slow_downstream_and_four_threads_is_io_bound(tmp_path, model_dir):
-    env = {"LAB_DOWNSTREAM_LATENCY_MS": "500", "LAB_THREADPOOL_SIZE": "4"}
-    # 4 threads x 2 requests a second each = 8 req/s, whose CPU stays low even on a slow core (8 x 39 ms = 31%);
-    # 60 users ask for about 40
+# Slow downstream, 4 threads: 4 x 2 requests a second = 8 req/s, whose CPU stays low even on a slow core
+# (8 x 39 ms = 31%); 60 users ask for about 40.
+# Blocking async handler: one request at a time, 200 ms each, 5 req/s at most; 4 users ask for about 3.3, so the
+# loop is blocked two thirds of the time. (Not more: with every user waiting in the loop's queue, Prometheus's
+# scrape, which the same loop answers, waits behind them past its 5 s timeout, and the lab sees nothing at all.)
+@pytest.mark.parametrize(
+    ("api_env", "users", "verdict"),
+    [
+        ({"LAB_DOWNSTREAM_LATENCY_MS": "500", "LAB_THREADPOOL_SIZE": "4"}, 60, "io-bound"),
+        ({"LAB_HANDLER_STYLE": "async-blocking", "LAB_DOWNSTREAM_LATENCY_MS": "200"}, 4, "event-loop-blocked"),
+    ],
+    ids=["slow downstream, four threads", "blocking async handler"],
+)
+def test_course_locustfile_against_a_wait_is_told_apart_from_a_cpu_shortage(
+    tmp_path, model_dir, api_env, users, verdict
+):
     with (
-        diagnosed(tmp_path, model_dir, **env) as lab,
-        load(course_locust(lab, 60, 150), tmp_path / "locust.log"),
+        diagnosed(tmp_path, model_dir, **api_env) as lab,
+        load(course_locust(lab, users, 150), tmp_path / "locust.log"),
     ):
-        lab.holds("io-bound")
-
-
-def test_course_locustfile_against_a_blocking_async_handler_blocks_the_event_loop(tmp_path, model_dir):
-    env = {"LAB_HANDLER_STYLE": "async-blocking", "LAB_DOWNSTREAM_LATENCY_MS": "200"}
-    # One request at a time, 200 ms each: 5 req/s at most. 4 users ask for about 3.3, so the loop is blocked two
-    # thirds of the time. (Not more: with every user waiting in the loop's queue, Prometheus's scrape, which
-    # the same loop answers, waits behind them past its 5 s timeout, and the lab sees nothing at all.)
-    with (
-        diagnosed(tmp_path, model_dir, **env) as lab,
-        load(course_locust(lab, 4, 150), tmp_path / "locust.log"),
-    ):
-        lab.holds("event-loop-blocked")
+        lab.holds(verdict)
 
 
 def test_wrk_with_no_locust_at_all_is_cpu_bound(tmp_path, model_dir):
     wrk = require("wrk", "wrk", "LAB_REQUIRE_WRK")
-    script = tmp_path / "classify.lua"
-    script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [==[{json.dumps(data.COURSE_APPLICANT)}]==]\n"
-    )
+    script = write_lua(tmp_path, "applicant", data.COURSE_APPLICANT)
     # 8 connections, each sending its next request as soon as the last is answered: always 8 in the API
     command = [wrk, "-t1", "-c8", "-d150s", "--timeout", "10s", "-s", str(script)]
     with (
