@@ -32,9 +32,10 @@ from typing import Any
 import httpx2
 
 from benchmarks import metric_cost
+from lab.api import RunningApi, running_api
+from lab.polling import wait_for
+from lab.processes import clean_env, pinned
 from model_api.data import COURSE_APPLICANT, COURSE_HOUSE
-from tests.support.processes import RunningApi, clean_env, pinned, running_api
-from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 API_DIR = REPO / "services" / "model-api"

@@ -24,8 +24,10 @@ from pathlib import Path
 import httpx2
 import psutil
 
-from tests.support.processes import BIN, REPO, clean_env, free_port, pinned, stop
-from tests.support.waiting import wait_for
+from lab.paths import BIN, REPO
+from lab.polling import wait_for
+from lab.ports import free_port
+from lab.processes import clean_env, pinned, stop
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 TARGET_CORE, LOCUST_CORE = 1, 0

@@ -10,9 +10,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.stack import Lab
+from lab.stack import Lab
+from model_api.vocabulary import MODEL_ROUTES_REGEX, STEP_SECONDS
 
-MODEL_ROUTES = 'route=~"/classify|/predict"'
+MODEL_ROUTES = f'route=~"{MODEL_ROUTES_REGEX}"'
 SERVER_BUCKETS = f"sum by (le) (rate(lab_http_request_duration_seconds_bucket{{{MODEL_ROUTES}}}[30s]))"
 CLIENT_BUCKETS = "sum by (le) (rate(locust_response_time_seconds_bucket[30s]))"
 
@@ -76,14 +77,17 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and value == value and abs(value) != float("inf") else None
 
 
-def collect(lab: Lab, start: float, end: float, step: float = 5) -> RunSeries:
+def collect(lab: Lab, start: float, end: float, step: float = STEP_SECONDS) -> RunSeries:
     """Every series of SERIES and the verdict, from `start` to `end` (Unix seconds), one point per `step`."""
     first = round(start / step) * step
     timestamps = [first + i * step for i in range(int((end - first) // step) + 1)]
-    values = {name: _aligned(lab.query_range(expr, first, end, step), timestamps) for name, (expr, _) in SERIES.items()}
+    values = {
+        name: _aligned(lab.prometheus.query_between(expr, first, end, step), timestamps)
+        for name, (expr, _) in SERIES.items()
+    }
     verdicts: list[str | None] = [None] * len(timestamps)
     index = {round(t): i for i, t in enumerate(timestamps)}
-    for series in lab.query_range("job:lab_diagnosis:verdict", first, end, step):
+    for series in lab.prometheus.query_between("job:lab_diagnosis:verdict", first, end, step):
         for t, _ in series["values"]:
             if round(float(t)) in index:
                 verdicts[index[round(float(t))]] = series["metric"]["verdict"]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import httpx2
 
+from model_api.vocabulary import MODEL_ROUTES_REGEX
+
 NO_CLIENT = "unavailable: no client-side data (the load is not coming from the lab's Locust)"
 
 
@@ -75,7 +77,7 @@ def count(value: float) -> str:
 
 
 EVIDENCE = [
-    Evidence("requests per second (server)", 'sum(route:lab_http_requests:rate30s{route=~"/classify|/predict"})',
+    Evidence("requests per second (server)", f'sum(route:lab_http_requests:rate30s{{route=~"{MODEL_ROUTES_REGEX}"}})',
              lambda v: f"{v:.1f}"),
     Evidence("P99, the worse of client and server", "job:lab_p99_seconds:worse_rate30s", ms),
     Evidence("the SLO (P99 over half of it: requests wait)", "job:lab_slo_seconds:max", ms),

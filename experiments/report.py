@@ -15,16 +15,7 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt
 
 from experiments.collect import RunSeries
-
-VERDICT_COLORS = {
-    "healthy": "#73bf69",
-    "cpu-bound": "#f2495c",
-    "io-bound": "#ff9830",
-    "event-loop-blocked": "#b877d9",
-    "queueing": "#fade2a",
-    "slo-breached": "#c4162a",
-    "load-generator-saturated": "#5794f2",
-}
+from model_api.vocabulary import HEALTHY, RULE_WINDOW_SECONDS, STEP_SECONDS, VERDICTS
 
 
 @dataclass
@@ -53,7 +44,7 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else value * 1000
 
 
-def steps(series: RunSeries, step: float = 5) -> list[Step]:
+def steps(series: RunSeries, step: float = STEP_SECONDS) -> list[Step]:
     """One Step per number of users the run held, in order."""
     users = series.values["users"]
     groups: dict[int, list[int]] = {}
@@ -90,10 +81,6 @@ def peak(series: RunSeries, name: str) -> float | None:
     return max(present) if present else None
 
 
-# The recording rules look back 30 s, so the diagnosis describes a step until that long after it ended.
-RULE_WINDOW_SECONDS = 30
-
-
 def verdict_under_load(series: RunSeries, broke: bool) -> str | None:
     """The diagnosis during the run's heaviest step (the most users it ran).
 
@@ -110,7 +97,7 @@ def verdict_under_load(series: RunSeries, broke: bool) -> str | None:
     last = at_top[-1]
     after = [i for i in range(last + 1, len(users)) if not users[i] and times[i] - times[last] <= RULE_WINDOW_SECONDS]
     counts = Counter(series.verdicts[i] for i in [*at_top, *after] if series.verdicts[i])
-    problems = Counter({verdict: n for verdict, n in counts.items() if verdict != "healthy"})
+    problems = Counter({verdict: n for verdict, n in counts.items() if verdict != HEALTHY})
     if broke and problems:
         return problems.most_common(1)[0][0]
     return counts.most_common(1)[0][0] if counts else None
@@ -307,13 +294,13 @@ def chart_timeline(report: dict[str, Any], path: Path) -> None:
             ax.plot(t, [None if x is None else x * scale for x in v[name]], label=legend)
         for i, verdict in enumerate(series.verdicts):
             if verdict and i + 1 < len(t):
-                ax.axvspan(t[i], t[i + 1], color=VERDICT_COLORS.get(verdict, "white"), alpha=0.15, linewidth=0)
+                ax.axvspan(t[i], t[i + 1], color=VERDICTS.get(verdict, "white"), alpha=0.15, linewidth=0)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     axes[-1].set_xlabel("seconds since the start")
-    shown = [v for v in VERDICT_COLORS if v in report["verdicts"]]
-    handles = [plt.Rectangle((0, 0), 1, 1, color=VERDICT_COLORS[v], alpha=0.4) for v in shown]
+    shown = [v for v in VERDICTS if v in report["verdicts"]]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=VERDICTS[v], alpha=0.4) for v in shown]
     fig.legend(handles, shown, loc="upper right", ncol=len(shown) or 1, fontsize=8, title="verdict")
     fig.suptitle(f"{report['scenario']}: the run over time")
     fig.tight_layout(rect=(0, 0, 1, 0.93))

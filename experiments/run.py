@@ -24,26 +24,28 @@ from typing import Any
 
 from experiments.collect import SERIES, RunSeries, collect
 from experiments.report import broke_the_slo, build_report, write_report
-from experiments.stack import REPO, SCENARIOS_DIR, Lab, LabError, compose_lab, native_lab, wait_until
+from lab.compose import compose_lab
+from lab.errors import LabError
+from lab.native import native_lab
+from lab.paths import MODEL_DIR, REPO, SCENARIOS_DIR
+from lab.polling import wait_for
+from lab.stack import Lab
+from model_api.vocabulary import BREAKING_POINT, DIAGNOSIS_LAG_SECONDS, SLO_MS
 
 DEFAULT_OUT = REPO / "reports" / "experiments"
 LOCUST_WORKERS = 2
-# How far the verdict trails the load: a scrape (5 s), a Locust worker's report (3 s), the 5 s rule evaluations
-# from the raw series to the signals, and one more for the verdict to hold at two in a row. Verdicts that late
-# still describe the last step.
-DIAGNOSIS_LAG_SECONDS = 25
 
 
 @dataclass
 class Plan:
     """The breaking-point shape's settings (lab_locust.shapes.BreakingPointPlan), sent with the swarm."""
 
-    start_users: int = 5
-    step_users: int = 5
-    step_seconds: float = 20
-    max_users: int = 100
-    spawn_rate: float = 10
-    slo_ms: float = 1000
+    start_users: int = BREAKING_POINT["start_users"]
+    step_users: int = BREAKING_POINT["step_users"]
+    step_seconds: float = BREAKING_POINT["step_seconds"]
+    max_users: int = BREAKING_POINT["max_users"]
+    spawn_rate: float = BREAKING_POINT["spawn_rate"]
+    slo_ms: float = SLO_MS
     wait_max: float = 2.0  # each user waits 0.01 s to this between requests (lower: more requests per user)
 
     def form(self) -> dict[str, Any]:
@@ -92,9 +94,9 @@ def now_line(lab: Lab) -> str:
 
 def wait_for_lab(lab: Lab, scenario: str) -> None:
     """Every Locust worker connected, the API scraped: only then does a measurement mean something."""
-    wait_until(lambda: lab.value("max(locust_workers)") == LOCUST_WORKERS, 120, "the Locust workers to connect")
-    wait_until(lambda: lab.value('sum(up{job="model-api"})'), 120, "Prometheus to scrape the API")
-    wait_until(lambda: lab.value("max(locust_users)") is not None, 60, "Prometheus to scrape Locust")
+    wait_for(lambda: lab.value("max(locust_workers)") == LOCUST_WORKERS, 120, "the Locust workers to connect", 0.5)
+    wait_for(lambda: lab.value('sum(up{job="model-api"})'), 120, "Prometheus to scrape the API", 0.5)
+    wait_for(lambda: lab.value("max(locust_users)") is not None, 60, "Prometheus to scrape Locust", 0.5)
     say(scenario, f"lab ready: Locust {lab.locust_url}, Prometheus {lab.prometheus_url}"
         + (f", Grafana {lab.grafana_url}" if lab.grafana_url else ""))  # fmt: skip
 
@@ -125,7 +127,7 @@ def wait_for_diagnosis(lab: Lab, scenario: str, ended: float) -> float:
         return latest is not None and latest >= until
 
     try:
-        wait_until(caught_up, until - time.time() + 30, "the diagnosis to evaluate the last step", interval=1)
+        wait_for(caught_up, until - time.time() + 30, "the diagnosis to evaluate the last step", interval=1)
     except LabError as error:
         say(scenario, f"{error}; the report has the verdicts evaluated so far")
     return until
@@ -135,16 +137,16 @@ def breaking_point_summary(lab: Lab) -> dict[str, Any] | None:
     """The shape's JSON summary (written by the master when the run stops), or None if it never came."""
     path = lab.reports / "run_breaking_point.json"
     try:
-        wait_until(path.is_file, 30, f"the breaking-point summary {path}")
+        wait_for(path.is_file, 30, f"the breaking-point summary {path}", 0.5)
     except LabError:
         return None
     return json.loads(path.read_text())
 
 
 @contextmanager
-def lab_for(scenario: str, native: bool, workdir: Path) -> Iterator[Lab]:
+def lab_for(scenario: str, native: bool, workdir: Path, model_dir: Path) -> Iterator[Lab]:
     if native:
-        with native_lab(workdir, scenario, locust_workers=LOCUST_WORKERS) as lab:
+        with native_lab(workdir, scenario, locust_workers=LOCUST_WORKERS, model_dir=model_dir) as lab:
             yield lab
     else:
         with compose_lab(f"lab-exp-{scenario}", workdir / "locust", scenario=scenario) as lab:
@@ -152,14 +154,20 @@ def lab_for(scenario: str, native: bool, workdir: Path) -> Iterator[Lab]:
 
 
 def run_experiment(
-    scenario: str, out: Path, plan: Plan, native: bool = False, progress_every: float = 5
+    scenario: str,
+    out: Path,
+    plan: Plan,
+    native: bool = False,
+    progress_every: float = 5,
+    model_dir: Path = MODEL_DIR,
 ) -> tuple[dict[str, Any], Path]:
-    """Run `scenario` under `plan`; returns the report and the path of its summary."""
+    """Run `scenario` under `plan`; returns the report and the path of its summary. A native run serves the
+    models in `model_dir`; the compose lab trains its own into its image."""
     mode = "natively (processes on 127.0.0.1)" if native else "on Docker Compose"
     say(scenario, f"starting the lab {mode}")
     with (
         tempfile.TemporaryDirectory(prefix=f"experiment-{scenario}-") as tmp,
-        lab_for(scenario, native, Path(tmp)) as lab,
+        lab_for(scenario, native, Path(tmp), model_dir) as lab,
     ):
         wait_for_lab(lab, scenario)
         say(scenario, f"breaking point: {plan.start_users} users, +{plan.step_users} every {plan.step_seconds:.0f}s, "

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model_api.vocabulary import MODEL_ROUTES_REGEX, STEP_SECONDS, VERDICTS
+
 HERE = Path(__file__).parent
 DASHBOARD_FILE = HERE / "dashboards" / "lab.json"
 DATASOURCE_UID = "prometheus"  # provisioning/datasources/prometheus.yaml gives the datasource this uid
 DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
 GRID_WIDTH = 24
-MODEL_ROUTES = "/classify|/predict"
 
 ROUTE = 'route=~"$route"'
 ENDPOINT = 'endpoint=~"$endpoint"'
@@ -29,16 +30,6 @@ ENDPOINT = 'endpoint=~"$endpoint"'
 # locustfile run without the lab's exporter): unavailable, said in words, never an empty graph or a zero.
 RATIO_ON_THE_RIGHT = {"unit": "none", "custom.axisPlacement": "right"}
 NO_CLIENT = {"noValue": "no client-side data: the load is not coming from the lab's Locust"}
-
-VERDICT_COLORS = {
-    "healthy": "green",
-    "cpu-bound": "red",
-    "io-bound": "orange",
-    "event-loop-blocked": "purple",
-    "queueing": "yellow",
-    "slo-breached": "dark-red",
-    "load-generator-saturated": "blue",
-}
 
 
 @dataclass
@@ -169,8 +160,8 @@ def diagnosis() -> list[Panel]:
         Panel(
             "stat",
             "Verdict",
-            "The diagnosis rules' one verdict: cpu-bound, io-bound, event-loop-blocked, queueing, "
-            "load-generator-saturated, slo-breached or healthy (prometheus/rules/diagnosis.yml). The table beside "
+            f"The diagnosis rules' one verdict: {', '.join(VERDICTS)} (prometheus/rules/diagnosis.yml). "
+            "The table beside "
             "it says what to change; the timeline below shows which signals led to it.",
             [Query("job:lab_diagnosis:verdict", "{{verdict}}", instant=True)],
             "none",
@@ -184,7 +175,7 @@ def diagnosis() -> list[Panel]:
                 "graphMode": "none",
                 "justifyMode": "center",
             },
-            extra={"overrides": [_override_color(v, c) for v, c in VERDICT_COLORS.items()]},
+            extra={"overrides": [_override_color(v, c) for v, c in VERDICTS.items()]},
         ),
         Panel(
             "table",
@@ -637,7 +628,7 @@ def _annotation(name: str, expr: str, color: str) -> dict[str, Any]:
         "enable": True,
         "iconColor": color,
         "expr": expr,
-        "step": "5s",
+        "step": f"{STEP_SECONDS}s",
         "titleFormat": name,
         "textFormat": "",
         "tagKeys": "",
@@ -673,14 +664,14 @@ def build() -> dict[str, Any]:
         "schemaVersion": 41,
         "version": 1,
         "time": {"from": "now-15m", "to": "now"},
-        "refresh": "5s",
+        "refresh": f"{STEP_SECONDS}s",
         "timezone": "browser",
         "templating": {
             "list": [
                 _variable(
                     "route",
                     "API route",
-                    f'lab_http_requests_total{{route=~"{MODEL_ROUTES}"}}',
+                    f'lab_http_requests_total{{route=~"{MODEL_ROUTES_REGEX}"}}',
                     "The API routes the server-side panels show.",
                 ),
                 _variable(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from locust import events
+from model_api.vocabulary import BREAKING_POINT, SLO_MS
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class Option:
 
 
 OPTIONS: dict[str, Option] = {
-    "slo_ms": Option(1000.0, "A response slower than this (ms) is recorded as a failure"),  # the course's threshold
+    "slo_ms": Option(SLO_MS, "A response slower than this (ms) is recorded as a failure"),  # the course's threshold
     "wait_min": Option(0.01, "Closed workload: shortest wait between a user's requests (s)"),
     "wait_max": Option(2.0, "Closed workload: longest wait between a user's requests (s)"),
     "credit_weight": Option(3, "Relative share of credit-risk users (POST /classify)"),
@@ -33,12 +34,16 @@ OPTIONS: dict[str, Option] = {
         9646, "Port of the Prometheus exporter on the master (0: off)", {"include_in_web_ui": False}
     ),
     # Breaking point: steps of users, each held long enough to measure; stop at the first that breaks the SLO.
-    "bp_start_users": Option(5, "Breaking point: users in the first step"),
-    "bp_step_users": Option(5, "Breaking point: users added per step"),
-    "bp_step_seconds": Option(20.0, "Breaking point: seconds each step is measured (after its users have spawned)"),
-    "bp_max_users": Option(200, "Breaking point: stop here if the SLO never breaks"),
-    "bp_spawn_rate": Option(10.0, "Breaking point: users started per second"),
-    "bp_max_failure_ratio": Option(0.01, "Breaking point: a step with more failures than this (0.01 = 1%) breaks"),
+    "bp_start_users": Option(BREAKING_POINT["start_users"], "Breaking point: users in the first step"),
+    "bp_step_users": Option(BREAKING_POINT["step_users"], "Breaking point: users added per step"),
+    "bp_step_seconds": Option(
+        BREAKING_POINT["step_seconds"], "Breaking point: seconds each step is measured (after its users have spawned)"
+    ),
+    "bp_max_users": Option(BREAKING_POINT["max_users"], "Breaking point: stop here if the SLO never breaks"),
+    "bp_spawn_rate": Option(BREAKING_POINT["spawn_rate"], "Breaking point: users started per second"),
+    "bp_max_failure_ratio": Option(
+        BREAKING_POINT["max_failure_ratio"], "Breaking point: a step with more failures than this (0.01 = 1%) breaks"
+    ),
     # Spike: steady, burst, steady again.
     "spike_base_users": Option(10, "Spike: users before and after the burst"),
     "spike_peak_users": Option(60, "Spike: users during the burst"),

@@ -17,6 +17,7 @@ from typing import Any
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from locust import LoadTestShape, events
+from model_api.vocabulary import BREAKING_POINT, SLO_MS
 
 Tick = tuple[int, float] | None  # (users, spawn rate), or None to stop
 log = logging.getLogger(__name__)
@@ -83,13 +84,13 @@ class BreakingPointPlan:
     Measuring starts once the step's users have spawned, so the ramp does not count.
     """
 
-    start_users: int = 5
-    step_users: int = 5
-    step_seconds: float = 20.0
-    max_users: int = 200
-    spawn_rate: float = 10.0
-    slo_ms: float = 1000.0
-    max_failure_ratio: float = 0.01
+    start_users: int = BREAKING_POINT["start_users"]
+    step_users: int = BREAKING_POINT["step_users"]
+    step_seconds: float = BREAKING_POINT["step_seconds"]
+    max_users: int = BREAKING_POINT["max_users"]
+    spawn_rate: float = BREAKING_POINT["spawn_rate"]
+    slo_ms: float = SLO_MS
+    max_failure_ratio: float = BREAKING_POINT["max_failure_ratio"]
     steps: list[StepResult] = field(default_factory=list)
     breaking: StepResult | None = None
     finished_reason: str = ""

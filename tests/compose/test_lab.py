@@ -18,14 +18,16 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from experiments.stack import api_service
 from grafana.dashboard import DASHBOARD_FILE
-from tests.support.compose import ComposeLab, build_images, require_docker, running_lab
-from tests.support.grafana import panel_queries
-from tests.support.metrics import parse, total
-from tests.support.processes import REPO
-from tests.support.prometheus import advised_command, needs_balancer, recorded_series
-from tests.support.waiting import wait_for
+from lab.compose import ComposeLab
+from lab.exposition import parse, total
+from lab.grafana import panel_queries
+from lab.paths import REPO
+from lab.polling import wait_for
+from lab.prometheus import advised_command, needs_balancer, recorded_series
+from lab.scenarios import api_service
+from model_api.vocabulary import MODEL_ROUTES_REGEX
+from tests.support.compose import build_images, require_docker, running_lab
 
 SCENARIOS = sorted(path.stem for path in (REPO / "scenarios").glob("*.yaml"))
 
@@ -87,13 +89,16 @@ def test_a_distributed_swarm_is_counted_by_the_api_and_the_exporter(lab: Compose
     lab.swarm(users=10, spawn_rate=5, seconds=20)
 
     served = wait_for(
-        lambda: lab.value('sum(lab_http_requests_total{route=~"/classify|/predict"})'), 30, "API requests", interval=1
+        lambda: lab.value(f'sum(lab_http_requests_total{{route=~"{MODEL_ROUTES_REGEX}"}})'),
+        30,
+        "API requests",
+        interval=1,
     )
     sent = wait_for(lambda: lab.value("sum(locust_requests_total)"), 30, "Locust requests", interval=1)
     assert served > 0
     assert sent > 0
     assert lab.value("max(locust_workers)") == 2
-    replicas = lab.query('sum by (instance) (lab_http_requests_total{route=~"/classify|/predict"})')
+    replicas = lab.query(f'sum by (instance) (lab_http_requests_total{{route=~"{MODEL_ROUTES_REGEX}"}})')
     assert len(replicas) == 2, "both API replicas served requests"
     stats = (lab.reports / "run_stats.csv").read_text()
     assert "/classify" in stats, "the master wrote its CSV report to the bind-mounted folder"

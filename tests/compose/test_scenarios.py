@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from experiments import stack
 from experiments.run import Plan, run_experiment
+from lab import compose as stack
 from tests.support.compose import build_images
-from tests.support.prometheus import promtool
+from tests.support.tools import promtool
 
 PLAN = Plan(start_users=10, step_users=10, step_seconds=15, max_users=60, wait_max=1.0)
 
@@ -51,11 +51,9 @@ def experiment(mode, tmp_path_factory, model_dir) -> Callable[[str], Report]:
 
     def run(scenario: str) -> Report:
         if scenario not in done:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(stack, "MODEL_DIR", model_dir)  # natively, the models this test run trained
-                done[scenario], summary = run_experiment(
-                    scenario, out, PLAN, native=mode == "native", progress_every=10
-                )
+            done[scenario], summary = run_experiment(
+                scenario, out, PLAN, native=mode == "native", progress_every=10, model_dir=model_dir
+            )
             print(summary.read_text())
         return done[scenario]
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from experiments.run import Plan, run_experiment
-from tests.support.prometheus import promtool
+from tests.support.tools import promtool
 
 
-def test_a_native_experiment_reports_the_blocked_event_loop(tmp_path, model_dir, monkeypatch):
+def test_a_native_experiment_reports_the_blocked_event_loop(tmp_path, model_dir):
     promtool()  # skips naming Prometheus where it is missing (fails under LAB_REQUIRE_PROMETHEUS=1)
-    monkeypatch.setattr("experiments.stack.MODEL_DIR", model_dir)
     plan = Plan(start_users=5, step_users=5, step_seconds=10, max_users=10)
 
-    report, summary = run_experiment("blocking-async", tmp_path, plan, native=True, progress_every=10)
+    report, summary = run_experiment(
+        "blocking-async", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir
+    )
 
     assert report["mode"] == "native"
     assert report["peaks"]["event_loop_lag"] > 0.1
@@ -20,14 +21,11 @@ def test_a_native_experiment_reports_the_blocked_event_loop(tmp_path, model_dir,
     assert (summary.parent / "timeline.png").is_file()
 
 
-def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its_cpu_limit(
-    tmp_path, model_dir, monkeypatch
-):
+def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its_cpu_limit(tmp_path, model_dir):
     promtool()
-    monkeypatch.setattr("experiments.stack.MODEL_DIR", model_dir)
     plan = Plan(start_users=10, step_users=10, step_seconds=15, max_users=40, wait_max=1)  # the proof's, to 40
 
-    report, summary = run_experiment("cpu-bound", tmp_path, plan, native=True, progress_every=10)
+    report, summary = run_experiment("cpu-bound", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir)
 
     peaks = report["peaks"]
     assert peaks["cpu_limit"] == 1  # cpus: 1, stood in for by one pinned core

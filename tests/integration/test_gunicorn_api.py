@@ -15,11 +15,12 @@ import httpx2
 import psutil
 import pytest
 
+from lab.api import running_api, start_gunicorn
+from lab.exposition import counter_types, parse, total
+from lab.polling import wait_for
+from lab.processes import stop
 from model_api import data
 from model_api.artifacts import METADATA
-from tests.support.metrics import counter_types, parse, total
-from tests.support.processes import running_api, start_gunicorn, stop
-from tests.support.waiting import wait_for
 
 
 def post(url: str, path: str, body: dict) -> httpx2.Response:
@@ -165,9 +166,8 @@ def test_metrics_are_scraped_while_every_thread_is_busy(tmp_path, model_dir):
 
 
 def test_a_graceful_stop_answers_the_requests_in_flight(tmp_path, model_dir):
-    process, _, url = start_gunicorn(
-        tmp_path, model_dir, workers=1, LAB_HANDLER_STYLE="async", LAB_DOWNSTREAM_LATENCY_MS="1500"
-    )
+    api = start_gunicorn(tmp_path, model_dir, workers=1, LAB_HANDLER_STYLE="async", LAB_DOWNSTREAM_LATENCY_MS="1500")
+    process, url = api.process, api.url
     try:
         wait_for(lambda: httpx2.get(url + "/readyz", timeout=2).status_code == 200, 60, "the API")
         with ThreadPoolExecutor(max_workers=6) as pool:
@@ -211,7 +211,8 @@ def test_artifacts_from_another_scikit_learn_stop_the_start_with_a_retrain_messa
     metadata = json.loads((stale / METADATA).read_text())
     (stale / METADATA).write_text(json.dumps({**metadata, "sklearn_version": "1.0.2"}))
 
-    process, log, _ = start_gunicorn(tmp_path, stale, workers=2)
+    api = start_gunicorn(tmp_path, stale, workers=2)
+    process, log = api.process, api.log
     code = process.wait(60)
 
     output = log.read_text()
@@ -223,7 +224,8 @@ def test_artifacts_from_another_scikit_learn_stop_the_start_with_a_retrain_messa
 
 @pytest.mark.parametrize("value", [None, "", "  "])
 def test_an_unset_multiprocess_folder_is_explained(tmp_path, model_dir, value):
-    process, log, _ = start_gunicorn(tmp_path, model_dir, workers=1, PROMETHEUS_MULTIPROC_DIR=value)
+    api = start_gunicorn(tmp_path, model_dir, workers=1, PROMETHEUS_MULTIPROC_DIR=value)
+    process, log = api.process, api.log
 
     assert process.wait(60) != 0
     assert "set PROMETHEUS_MULTIPROC_DIR to an empty folder" in log.read_text()

@@ -17,39 +17,31 @@ import sys
 import pytest
 
 from grafana.dashboard import DASHBOARD_FILE
-from tests.support.grafana import (
-    all_value,
-    annotation_queries,
-    label_values_query,
-    panel_queries,
-    panels,
-    substitute,
-    variables,
-)
-from tests.support.locust import distributed_locust
-from tests.support.processes import running_api
-from tests.support.prometheus import needs_balancer, recorded_series, rules, running_prometheus
-from tests.support.waiting import wait_for
+from lab.grafana import all_value, annotation_queries, label_values_query, panel_queries, panels, substitute, variables
+from lab.native import native_lab
+from lab.polling import wait_for
+from lab.prometheus import needs_balancer, recorded_series, rules
+from model_api.vocabulary import MODEL_ROUTES_REGEX, VERDICTS
 
 DASHBOARD = json.loads(DASHBOARD_FILE.read_text())
 INSTANT = {(f"{p['title']} [{t['refId']}]") for p in panels(DASHBOARD) for t in p["targets"] if t["instant"]}
 NATIVE_QUERIES = [(name, expr) for name, expr in panel_queries(DASHBOARD) if not needs_balancer(expr)]
-VERDICTS = {"healthy", "cpu-bound", "io-bound", "event-loop-blocked", "queueing", "load-generator-saturated",
-            "slo-breached"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def live_lab(tmp_path_factory, model_dir):
     """The API, Locust (master + 2 workers, ramping to 10 users at 1 a second) and Prometheus scraping both."""
-    workdir = tmp_path_factory.mktemp("lab")
-    args = ["--autostart", "-u", "10", "-r", "1", "-t", "150s"]
-    api_env = {"LAB_DOWNSTREAM_LATENCY_MS": "5", "LAB_BATCHING": "true"}
-    with (
-        running_api(workdir / "api", model_dir, workers=2, **api_env) as api,
-        distributed_locust(workdir / "locust", api.url, workers=2, master_args=args, LOCUST_WAIT_MAX="0.3") as load,
-        running_prometheus(workdir, [api.url.removeprefix("http://")], load.exporter_url.split("/")[2]) as prom,
-    ):
-        yield prom
+    with native_lab(
+        tmp_path_factory.mktemp("lab"),
+        model_dir=model_dir,
+        workers=2,
+        cpus=2,
+        api_env={"LAB_DOWNSTREAM_LATENCY_MS": "5", "LAB_BATCHING": "true"},
+        locust_args=["--autostart", "-u", "10", "-r", "1", "-t", "150s"],
+        locustfile="locustfile.py",
+        locust_env={"LOCUST_WAIT_MAX": "0.3"},
+    ) as lab:
+        yield lab.prometheus
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +88,7 @@ def test_exactly_one_diagnosis_alert_fires_and_it_carries_its_advice(live_lab):
 
 
 def test_the_dashboard_variables_offer_the_routes_and_endpoints(live_lab, template_values):
-    assert template_values["route"] == "(/classify|/predict)"
+    assert template_values["route"] == f"({MODEL_ROUTES_REGEX})"
     assert set(template_values["endpoint"].strip("()").split("|")) >= {"/classify", "/predict"}
 
 

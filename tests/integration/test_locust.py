@@ -12,11 +12,14 @@ import httpx2
 import pytest
 from prometheus_client.utils import floatToGoString
 
+from lab.api import running_api
+from lab.exposition import parse, total
+from lab.locust import distributed_locust, start_locust
+from lab.paths import BIN, LOCUST_DIR
+from lab.polling import wait_for
+from lab.ports import free_port
+from lab.processes import clean_env, stop
 from model_api.buckets import LATENCY_BUCKETS
-from tests.support.locust import LOCUST_DIR, distributed_locust, start_locust
-from tests.support.metrics import parse, total
-from tests.support.processes import BIN, clean_env, free_port, running_api, stop
-from tests.support.waiting import wait_for
 
 USERS = 10
 WORKER_REPORT_INTERVAL = 3.0  # locust.runners.WORKER_REPORT_INTERVAL

@@ -7,8 +7,10 @@ import subprocess
 import pytest
 import yaml
 
+from lab.paths import RULES_DIR
+from lab.prometheus import recorded_series
 from prometheus.native import COMPOSE_CONFIG, COMPOSE_ONLY_JOBS, native_config
-from tests.support.prometheus import RULES_DIR, promtool, recorded_series
+from tests.support.tools import promtool
 
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 RECORDS = recorded_series()

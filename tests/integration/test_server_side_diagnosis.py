@@ -21,12 +21,15 @@ import httpx2
 import pytest
 
 from benchmarks.api_bench import write_lua
+from lab.api import RunningApi, running_api
+from lab.locust import distributed_locust
+from lab.paths import BIN, REPO
+from lab.polling import wait_for
+from lab.ports import free_port
+from lab.processes import clean_env, pinned, stop
+from lab.prometheus import RunningPrometheus, running_prometheus
 from model_api import data
-from tests.support.locust import distributed_locust
-from tests.support.processes import BIN, REPO, RunningApi, clean_env, free_port, pinned, running_api, stop
-from tests.support.prometheus import RunningPrometheus, promtool, running_prometheus
-from tests.support.tools import require
-from tests.support.waiting import wait_for
+from tests.support.tools import promtool, require
 
 API_CORE, LOAD_CORE = "0", "1"
 COURSE_LOCUSTFILE = REPO / "locust" / "examples" / "course_classify.py"

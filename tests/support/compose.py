@@ -1,5 +1,5 @@
-"""The lab on a real Docker engine for the compose tier: the experiment runner's compose_lab, with the tiers'
-skip rule (skip naming Docker where no engine answers, fail where LAB_REQUIRE_DOCKER=1)."""
+"""The lab on a real Docker engine for the compose tier: lab.compose with the tiers' skip rule (skip naming
+Docker where no engine answers, fail where LAB_REQUIRE_DOCKER=1)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,13 @@ from typing import Any
 
 import pytest
 
-from experiments import stack
-from experiments.stack import GRAFANA_IMAGE, ComposeLab, image_present
-
-__all__ = ["GRAFANA_IMAGE", "ComposeLab", "build_images", "image_present", "require_docker", "running_lab"]
+from lab import compose
+from lab.compose import ComposeLab
 
 
 def require_docker() -> None:
     """Skip naming Docker when it cannot run the lab here; fail instead when LAB_REQUIRE_DOCKER=1 (as in CI)."""
-    problem = stack.docker_problem()
+    problem = compose.docker_problem()
     if problem is None:
         return
     message = f"Docker: {problem} (here: run ../shared/ci/offline-docker from the project root)"
@@ -31,7 +29,7 @@ def require_docker() -> None:
 
 def build_images() -> None:
     require_docker()
-    stack.build_images()
+    compose.build_images()
 
 
 @contextmanager
@@ -40,6 +38,6 @@ def running_lab(project: str, **options: Any) -> Iterator[ComposeLab]:
     require_docker()
     with (
         tempfile.TemporaryDirectory(prefix=f"{project}-") as tmp,
-        stack.compose_lab(project, Path(tmp) / "reports", **options) as lab,
+        compose.compose_lab(project, Path(tmp) / "reports", **options) as lab,
     ):
         yield lab

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
+
+from lab.errors import MissingTool
+from lab.processes import find_tool
 
 
 def require(tool: str, package: str, variable: str) -> str:
     """The tool's path; else skip (naming the Debian package), or fail when `variable`=1 (as in CI)."""
-    path = shutil.which(tool)
-    if path:
-        return path
-    message = f"{tool} is not installed (Debian package: {package})"
-    if os.environ.get(variable) == "1":
-        pytest.fail(f"{message}, and {variable}=1 requires it")
-    pytest.skip(f"{message}; set {variable}=1 to make this a failure")
+    try:
+        return find_tool(tool, package)
+    except MissingTool as missing:
+        if os.environ.get(variable) == "1":
+            pytest.fail(f"{missing}, and {variable}=1 requires it")
+        pytest.skip(f"{missing}; set {variable}=1 to make this a failure")
+
+
+def promtool() -> str:
+    return require("promtool", "prometheus", "LAB_REQUIRE_PROMETHEUS")
+
+
+def prometheus() -> str:
+    return require("prometheus", "prometheus", "LAB_REQUIRE_PROMETHEUS")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from lab.exposition import parse
 from model_api.collectors import ContainerCollector, process_tree_usage, read_cgroup, usable_cores
-from tests.support.metrics import parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cgroup"
 HOST_CORES = 8.0

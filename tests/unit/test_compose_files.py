@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from tests.support.processes import API_DIR, REPO
+from lab.paths import API_DIR, REPO
 
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from lab.prometheus import advised_command, alerts
 from model_api.metrics import SCRAPE_TIME_FAMILIES, ApiMetrics, all_family_names
 from model_api.settings import Settings, env_name
-from tests.support.prometheus import advised_command, alerts
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -10,7 +10,9 @@ from experiments.collect import SERIES, RunSeries
 from experiments.compare import compare
 from experiments.report import build_report, steps, summary_markdown, verdict_under_load, write_report
 from experiments.run import DIAGNOSIS_LAG_SECONDS, Plan, main, wait_for_diagnosis
-from experiments.stack import LabError, api_service, interpolate, native_cores
+from lab.errors import LabError
+from lab.native import native_cores
+from lab.scenarios import api_service, interpolate
 
 BREAKING_POINT = {
     "result": "30 users broke the SLO: P99 1300 ms (SLO 1000 ms), failures 5.9% (limit 1%)",

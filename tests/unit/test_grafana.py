@@ -16,14 +16,8 @@ import pytest
 import yaml
 
 from grafana.dashboard import DASHBOARD_FILE, render
-from tests.support.grafana import (
-    GRAFANA_DIR,
-    annotation_queries,
-    panel_queries,
-    panels,
-    variables,
-)
-from tests.support.prometheus import promtool
+from lab.grafana import GRAFANA_DIR, annotation_queries, panel_queries, panels, variables
+from tests.support.tools import promtool
 
 PROVISIONING = GRAFANA_DIR / "provisioning"
 RULES_DIR = GRAFANA_DIR.parent / "prometheus" / "rules"

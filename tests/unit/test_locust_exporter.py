@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from locust.stats import RequestStats
 from prometheus_client import CollectorRegistry, generate_latest
 
+from lab.exposition import parse, total
 from lab_locust.exporter import (
     LATENCY_BOUNDS_MS,
     LocustCollector,
@@ -19,7 +20,6 @@ from lab_locust.exporter import (
 )
 from locust import stats as locust_stats
 from model_api.buckets import LATENCY_BUCKETS
-from tests.support.metrics import parse, total
 
 
 def test_rounded_milliseconds_become_cumulative_buckets_in_seconds():

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from lab.exposition import parse, total
 from model_api import data
 from model_api.metrics import all_family_names
 from model_api.workload import Stages, burn_cpu
-from tests.support.metrics import parse, total
 
 
 def stage_counts(client, route="/classify") -> dict[str, float]:

@@ -1,11 +1,12 @@
-"""Reading the lab's dashboard as Grafana would: its panels, their queries, and Grafana's substitutions."""
+"""Reading the lab's dashboard as Grafana would: its panels, their queries, and Grafana's substitutions (the
+live-lab and compose tiers send each query to Prometheus the way Grafana would)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 
-from tests.support.processes import REPO
+from lab.paths import REPO
 
 GRAFANA_DIR = REPO / "grafana"
 

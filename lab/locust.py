@@ -1,20 +1,58 @@
-"""Start a real Locust master and worker processes on 127.0.0.1 (never mocked), and read what they report."""
+"""Real Locust processes on 127.0.0.1 (a master and its workers), and the master's web API, which the Locust UI
+uses: its stats, and the start and stop buttons."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx2
 
-from tests.support.metrics import parse
-from tests.support.processes import BIN, REPO, clean_env, free_port, pinned, stop
-from tests.support.waiting import wait_for
+from lab.errors import LabError, WaitTimeout
+from lab.exposition import parse
+from lab.paths import BIN, LOCUST_DIR
+from lab.polling import wait_for
+from lab.ports import free_port
+from lab.processes import clean_env, pinned, stop
 
-LOCUST_DIR = REPO / "locust"
+T = TypeVar("T")
+USER_CLASSES = ("CreditRiskUser", "HousePriceUser")
+
+
+@dataclass
+class LocustWeb:
+    """A Locust master's web API, as the UI's buttons use it."""
+
+    url: str
+
+    def stats(self) -> dict[str, Any]:
+        """Locust's own view of the run: state, users, and per-request statistics."""
+        return httpx2.get(f"{self.url}/stats/requests", timeout=5).json()
+
+    def state(self) -> str:
+        return self.stats()["state"]
+
+    def start(self, host: str, **form: Any) -> None:
+        """What the start button sends: users, spawn rate, and any of the lab's options."""
+        data = {"host": host, "user_classes": list(USER_CLASSES), **form}
+        response = httpx2.post(f"{self.url}/swarm", data=data, timeout=10)
+        if response.status_code != 200 or not response.json().get("success"):
+            raise LabError(f"Locust refused the swarm: {response.status_code} {response.text[:300]}")
+        wait_for(lambda: self.state() in {"spawning", "running"}, 30, "the swarm to start", 0.5)
+
+    def stop(self) -> None:
+        """What the stop button does; returns once Locust says it stopped."""
+        httpx2.post(f"{self.url}/stop", timeout=10).raise_for_status()
+        wait_for(lambda: self.state() == "stopped", 30, "the swarm to stop", 0.5)
+
+    def swarm(self, host: str, users: int, spawn_rate: float, seconds: int, **form: Any) -> None:
+        """A bounded swarm: start it, then wait for Locust to stop it by itself after `seconds`."""
+        self.start(host, user_count=users, spawn_rate=spawn_rate, run_time=f"{seconds}s", **form)
+        wait_for(lambda: self.state() == "stopped", seconds + 60, "the swarm to stop by itself", 1)
 
 
 @dataclass
@@ -26,19 +64,22 @@ class LocustRun:
     csv_prefix: Path
     logs: list[Path] = field(default_factory=list)
 
+    @property
+    def web(self) -> LocustWeb:
+        return LocustWeb(self.web_url)
+
     def exporter(self) -> dict:
         return parse(httpx2.get(self.exporter_url, timeout=5).text)
 
     def stats(self) -> dict:
-        """Locust's own view of the run, from its web UI's JSON."""
-        return httpx2.get(f"{self.web_url}/stats/requests", timeout=5).json()
+        return self.web.stats()
 
-    def wait(self, condition, timeout: float, what: str):
+    def wait(self, condition: Callable[[], T | None], timeout: float, what: str) -> T:
         """wait_for, failing with the Locust processes' logs attached."""
         try:
             return wait_for(condition, timeout, what)
-        except TimeoutError as error:
-            raise TimeoutError(f"{error}\n{self.output()}") from None
+        except WaitTimeout as error:
+            raise WaitTimeout(f"{error}\n{self.output()}") from None
 
     def output(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in self.logs)
@@ -66,8 +107,8 @@ def distributed_locust(
     cores: str | None = None,
     **env: str,
 ) -> Iterator[LocustRun]:
-    """A master (web UI and exporter on free ports, autostarted) and `workers` worker processes, all on the
-    given CPU cores if any (away from a pinned API)."""
+    """A master (web UI and exporter on free ports) and `workers` worker processes, all on the given CPU cores
+    if any (away from a pinned API)."""
     workdir.mkdir(parents=True, exist_ok=True)
     master_port, web_port, exporter_port = free_port(), free_port(), free_port()
     csv_prefix = workdir / "run"

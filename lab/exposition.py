@@ -1,4 +1,4 @@
-"""Read Prometheus text exposition into {(name, labels): value}, for assertions."""
+"""Prometheus text exposition read into {(name, labels): value}: what the API's and Locust's /metrics say."""
 
 from __future__ import annotations
 

@@ -1,0 +1,14 @@
+"""Where the lab's parts are in the repository."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+API_DIR = REPO / "services" / "model-api"
+LOCUST_DIR = REPO / "locust"
+SCENARIOS_DIR = REPO / "scenarios"
+RULES_DIR = REPO / "prometheus" / "rules"
+MODEL_DIR = API_DIR / "artifacts"  # where `make train` writes the models
+BIN = Path(sys.executable).parent  # the virtualenv's programs: gunicorn, locust

@@ -1,0 +1,48 @@
+"""The lab's shared words and numbers, defined once: the verdicts and their colours, the model routes, the
+breaking-point defaults, Prometheus's step and how far the diagnosis trails the load.
+
+A module without imports or side effects (like buckets.py), so that the API, the Locust plugin, the dashboard
+builder, the experiment runner and the tests all import it without pulling anything else in. The rule files
+cannot import: a unit test checks prometheus/rules/*.yml against these.
+"""
+
+# The diagnosis's verdicts, in the order a learner meets them, each with its colour: Grafana's named colours as
+# hex, so the dashboard and the experiment charts (matplotlib) paint a verdict alike.
+VERDICTS: dict[str, str] = {
+    "healthy": "#73bf69",  # green
+    "cpu-bound": "#f2495c",  # red
+    "io-bound": "#ff9830",  # orange
+    "event-loop-blocked": "#b877d9",  # purple
+    "queueing": "#fade2a",  # yellow
+    "slo-breached": "#c4162a",  # dark red
+    "load-generator-saturated": "#5794f2",  # blue
+}
+HEALTHY = "healthy"
+
+# The routes that serve a model; the others (/healthz, /readyz, /metrics) are the lab's own plumbing.
+MODEL_ROUTES: tuple[str, ...] = ("/classify", "/predict")
+MODEL_ROUTES_REGEX = "|".join(MODEL_ROUTES)  # for a PromQL matcher: route=~"/classify|/predict"
+
+# Prometheus scrapes every target and evaluates every rule this often (prometheus/prometheus.yml); charts and
+# reports read one sample per step.
+STEP_SECONDS = 5
+# The recording rules' rates look back this far, so the diagnosis describes a step until that long after it.
+RULE_WINDOW_SECONDS = 30
+# How far the verdict trails the load: a scrape (5 s), a Locust worker's report (3 s), the rule evaluations from
+# the raw series to the signals (5 s each), and one more for the verdict to hold at two in a row.
+DIAGNOSIS_LAG_SECONDS = 25
+
+# The course's latency objective: a response slower than this is a failure, and a breaking-point step whose
+# P99 exceeds it breaks.
+SLO_MS = 1000.0
+
+# The breaking-point load: users in steps, each held and measured, until a step breaks the SLO. The Locust
+# options, the shape and the experiment runner start from these.
+BREAKING_POINT: dict[str, float] = {
+    "start_users": 5,
+    "step_users": 5,
+    "step_seconds": 20.0,
+    "max_users": 100,
+    "spawn_rate": 10.0,
+    "max_failure_ratio": 0.01,
+}
