@@ -37,6 +37,10 @@ SERIES: dict[str, tuple[str, str]] = {
     "in_flight": ("job:lab_requests_in_flight:sum", "requests"),
     "thread_capacity": ("sum(lab_threadpool_threads_capacity)", "threads"),
     "queueing_gap": ("max(route:lab_queueing_gap_seconds:p99_rate30s)", "s"),
+    # Inside the worker: a request's mean wait before its handler runs (threadpool, event loop, CPU) and that
+    # wait against its time being served. The queue of a thread pool forms here, not between client and server.
+    "wait_before_handler": ("job:lab_request_wait_seconds:mean_rate30s", "s"),
+    "wait_per_service": ("job:lab_request_wait_per_service:ratio_rate30s", "ratio"),
     "event_loop_lag": ("job:lab_event_loop_lag_seconds:max", "s"),
     "batch_size": (
         "sum(rate(lab_batch_size_sum[30s])) / (sum(rate(lab_batch_size_count[30s])) > 0)",

@@ -30,6 +30,8 @@ class Step:
     cpu_utilization: float | None
     in_flight: float | None
     queueing_gap_ms: float | None
+    wait_ms: float | None  # mean wait before the handler, inside the worker
+    wait_ratio: float | None  # that wait / the time being served
     event_loop_lag_ms: float | None
     batch_size: float | None
     verdict: str | None
@@ -68,6 +70,8 @@ def steps(series: RunSeries, step: float = STEP_SECONDS) -> list[Step]:
                 cpu_utilization=mean("cpu_utilization"),
                 in_flight=mean("in_flight"),
                 queueing_gap_ms=_ms(mean("queueing_gap")),
+                wait_ms=_ms(mean("wait_before_handler")),
+                wait_ratio=mean("wait_per_service"),
                 event_loop_lag_ms=_ms(mean("event_loop_lag")),
                 batch_size=mean("batch_size"),
                 verdict=verdicts.most_common(1)[0][0] if verdicts else None,

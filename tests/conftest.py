@@ -14,16 +14,21 @@ os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
 
 from model_api.train import train
 
-TIERS = ("unit", "integration", "compose")
+# Each tier's timeout per test, fixture setup included (a module's shared lab starts in its first test). Modules
+# whose tests or fixtures run longer say so with their own `pytestmark = pytest.mark.timeout(...)`.
+TIERS = {"unit": 60, "integration": 180, "compose": 600}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its tier from its folder, so `pytest -m unit` runs the fast tier."""
+    """Mark each test with its tier from its folder (so `pytest -m unit` runs the fast tier) and, unless it has
+    its own, the tier's timeout."""
     for item in items:
         parts = Path(str(item.fspath)).parts
-        for tier in TIERS:
+        for tier, seconds in TIERS.items():
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
+                if item.get_closest_marker("timeout") is None:
+                    item.add_marker(pytest.mark.timeout(seconds))
 
 
 _skipped: list[str] = []

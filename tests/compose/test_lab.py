@@ -29,6 +29,9 @@ from lab.scenarios import api_service
 from model_api.vocabulary import MODEL_ROUTES_REGEX
 from tests.support.compose import build_images, require_docker, running_lab
 
+# The module's lab starts in its first test: the image build on a fresh machine, then compose up.
+pytestmark = pytest.mark.timeout(900)
+
 SCENARIOS = sorted(path.stem for path in (REPO / "scenarios").glob("*.yaml"))
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from experiments.run import Plan, run_experiment
 from tests.support.tools import promtool
+
+# A whole native experiment per test: the three processes up, a breaking-point run, the report.
+pytestmark = pytest.mark.timeout(480)
 
 
 def test_a_native_experiment_reports_the_blocked_event_loop(tmp_path, model_dir):

@@ -23,6 +23,9 @@ from lab.polling import wait_for
 from lab.prometheus import needs_balancer, recorded_series, rules
 from model_api.vocabulary import MODEL_ROUTES_REGEX, VERDICTS
 
+# The module's lab starts in its first test, and a rule may take 90 s of load to return data.
+pytestmark = pytest.mark.timeout(300)
+
 DASHBOARD = json.loads(DASHBOARD_FILE.read_text())
 INSTANT = {(f"{p['title']} [{t['refId']}]") for p in panels(DASHBOARD) for t in p["targets"] if t["instant"]}
 NATIVE_QUERIES = [(name, expr) for name, expr in panel_queries(DASHBOARD) if not needs_balancer(expr)]

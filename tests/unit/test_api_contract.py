@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model_api import data
+from model_api.app import create_app
+from model_api.settings import Settings
 
 APPLICANT = data.COURSE_APPLICANT
 
@@ -221,3 +224,15 @@ def test_readiness_says_what_one_prediction_of_each_model_costs_on_this_machine(
     cost = client.get("/readyz").json()["model_ms"]
     assert set(cost) == {"/classify", "/predict"}
     assert all(0 < ms < 10_000 for ms in cost.values()), cost
+
+
+def test_readiness_is_503_until_the_models_are_loaded_and_warm(model_dir):
+    """Before its startup (loading and warming the models) has run, the app is alive but not ready."""
+    app = create_app(Settings(model_dir=model_dir))
+    cold = TestClient(app, raise_server_exceptions=False)  # not entered: the lifespan has not run
+    assert cold.get("/healthz").status_code == 200
+    answer = cold.get("/readyz")
+    assert answer.status_code == 503
+    assert "not loaded and warmed up" in answer.text
+    with TestClient(app) as warm:
+        assert warm.get("/readyz").status_code == 200
