@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,10 +23,12 @@ from pathlib import Path
 import httpx2
 import psutil
 
+from lab.errors import LabError
+from lab.markdown import table
 from lab.paths import BIN, REPO
 from lab.polling import wait_for
 from lab.ports import free_port
-from lab.processes import clean_env, pinned, stop
+from lab.processes import clean_env, find_tool, pinned, stop
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 TARGET_CORE, LOCUST_CORE = 1, 0
@@ -92,12 +93,12 @@ class Point:
 
 
 def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    if shutil.which("nginx") is None:
-        raise SystemExit("nginx is not installed: sudo apt-get install -y nginx-light (or nginx)")
+    """nginx on a free port, pinned to its core, answering 200; MissingTool when it is not installed."""
+    nginx = find_tool("nginx", "nginx-light")
     port = free_port()
     conf = workdir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(workdir=workdir, port=port))
-    process = subprocess.Popen(pinned(["nginx", "-c", str(conf), "-p", str(workdir)], TARGET_CORE))
+    process = subprocess.Popen(pinned([nginx, "-c", str(conf), "-p", str(workdir)], TARGET_CORE))
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx2.get(url, timeout=1).status_code == 200, 20, "nginx")
     return process, url
@@ -131,20 +132,24 @@ def measure(user_class: str, url: str, workdir: Path, seconds: int, users: int) 
 
 def report(points: list[Point], seconds: int, users: int) -> str:
     fast = next(p for p in points if p.user_class == "Fast")
-    rows = "\n".join(
-        f"| {'FastHttpUser (the lab)' if p.user_class == 'Fast' else 'HttpUser'} | {p.rps:,.0f} | "
-        f"{p.cpu_percent:.0f}% | {p.rps_per_core:,.0f} | {p.failures} |"
+    rows = [
+        [
+            "FastHttpUser (the lab)" if p.user_class == "Fast" else "HttpUser",
+            f"{p.rps:,.0f}",
+            f"{p.cpu_percent:.0f}%",
+            f"{p.rps_per_core:,.0f}",
+            str(p.failures),
+        ]
         for p in points
-    )
+    ]
+    header = ["client", "req/s", "CPU of the Locust process", "req/s per core", "failures"]
     per_worker = fast.rps_per_core * HEADROOM
     return f"""# Locust capacity, {datetime.now(UTC).isoformat(timespec="seconds")}
 
 One Locust process (pinned to core {LOCUST_CORE}), {users} users with no wait, {seconds} s, against nginx returning
 200 from memory (pinned to core {TARGET_CORE}). Python {sys.version.split()[0]}, {psutil.cpu_count()} CPUs.
 
-| client | req/s | CPU of the Locust process | req/s per core | failures |
-|---|---:|---:|---:|---:|
-{rows}
+{table(header, rows, align="lrrrr")}
 
 FastHttpUser / HttpUser: {fast.rps / next(p for p in points if p.user_class == "Requests").rps:.1f}x.
 
@@ -154,24 +159,30 @@ answers far fewer requests per second than nginx, so against it a worker uses co
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--users", type=int, default=50)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        workdir = Path(folder)
-        nginx, url = start_nginx(workdir)
-        try:
-            points = [measure(name, url, workdir, args.seconds, args.users) for name in ("Fast", "Requests")]
-        finally:
-            stop(nginx)
+def main(argv: list[str] | None = None) -> int:
+    """Measure both clients, print the report and save it; a failure is one line on stderr and exit code 1."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=15, help="seconds per client (default 15)")
+    parser.add_argument("--users", type=int, default=50, help="users with no wait (default 50)")
+    args = parser.parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            workdir = Path(folder)
+            nginx, url = start_nginx(workdir)
+            try:
+                points = [measure(name, url, workdir, args.seconds, args.users) for name in ("Fast", "Requests")]
+            finally:
+                stop(nginx)
+    except LabError as error:
+        print(f"locust_bench: {error}", file=sys.stderr)
+        return 1
     text = report(points, args.seconds, args.users)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"locust-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.md"
     out.write_text(text)
     print(text + f"\nwrote {out.relative_to(REPO)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,8 +3,8 @@
 Drives the API's real InstrumentationMiddleware around an app that does nothing, plus the stage histograms a
 default (sync) request records, in prometheus-client's multiprocess mode as under gunicorn. Steadier than
 comparing RPS with metrics on and off on a shared VM, where runs of one configuration vary by 15-30%.
-api_bench.py runs this in a child process: the multiprocess mode must be chosen before prometheus_client
-is imported, so the variable is set here first.
+benchmarks/instrumentation.py runs this in a child process: the multiprocess mode must be chosen before
+prometheus_client is imported, so the variable is set here first.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from lab.errors import LabError
 
 REQUESTS = 20_000
 
@@ -64,15 +66,18 @@ def measure(requests: int = REQUESTS) -> float:
 
 
 def run_isolated() -> float:
-    """Run the measurement in a child process with its own multiprocess folder; return its figure."""
+    """Run the measurement in a child process with its own multiprocess folder; return its figure (LabError with
+    the child's output if it fails)."""
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run(
             [sys.executable, "-m", "benchmarks.metric_cost"],
             env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder},
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
+    if done.returncode != 0:
+        raise LabError(f"python -m benchmarks.metric_cost exited with {done.returncode}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)["metric_us_per_request"]
 
 

@@ -16,6 +16,27 @@ from typing import Any
 
 from experiments.report import _fmt, _ms, chart_cpu, chart_rps_p99, load_report
 from experiments.run import DEFAULT_OUT
+from lab.markdown import table
+
+COLUMNS = ["scenario", "verdict under load", "users (last step that held)", "RPS there", "P99 there", "peak RPS",
+           "peak CPU / limit", "peak queueing gap", "peak loop lag", "peak batch"]  # fmt: skip
+
+
+def _row(report: dict[str, Any]) -> list[str]:
+    held = (report["breaking_point"] or {}).get("last_held") or {}
+    peaks = report["peaks"]
+    return [
+        report["scenario"],
+        report["verdict"] or "–",
+        str(held.get("users", "–")),
+        _fmt(held.get("rps")),
+        _fmt(held.get("p99_ms"), "{:.0f} ms"),
+        _fmt(peaks["rps_client"]),
+        _fmt(peaks["cpu_utilization"], "{:.0%}"),
+        _fmt(_ms(peaks["queueing_gap"]), "{:.0f} ms"),
+        _fmt(_ms(peaks["event_loop_lag"]), "{:.0f} ms"),
+        _fmt(peaks["batch_size"]),
+    ]
 
 
 def comparison_markdown(reports: list[dict[str, Any]]) -> str:
@@ -24,20 +45,13 @@ def comparison_markdown(reports: list[dict[str, Any]]) -> str:
         "",
         "Each scenario under the same breaking-point load shape: users in steps until client P99 breaks the SLO.",
         "",
-        "| scenario | verdict under load | users (last step that held) | RPS there | P99 there | peak RPS "
-        "| peak CPU / limit | peak queueing gap | peak loop lag | peak batch |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        table(COLUMNS, [_row(r) for r in reports]),
+        "",
+        "![RPS and P99 against users](comparison.png)",
+        "",
+        "![CPU against users](comparison_cpu.png)",
+        "",
     ]
-    for r in reports:
-        held = (r["breaking_point"] or {}).get("last_held") or {}
-        peaks = r["peaks"]
-        lines.append(
-            f"| {r['scenario']} | {r['verdict'] or '–'} | {held.get('users', '–')} | {_fmt(held.get('rps'))} | "
-            f"{_fmt(held.get('p99_ms'), '{:.0f} ms')} | {_fmt(peaks['rps_client'])} | "
-            f"{_fmt(peaks['cpu_utilization'], '{:.0%}')} | {_fmt(_ms(peaks['queueing_gap']), '{:.0f} ms')} | "
-            f"{_fmt(_ms(peaks['event_loop_lag']), '{:.0f} ms')} | {_fmt(peaks['batch_size'])} |"
-        )
-    lines += ["", "![RPS and P99 against users](comparison.png)", "", "![CPU against users](comparison_cpu.png)", ""]
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt
 
 from experiments.collect import RunSeries
+from lab.markdown import table
 from model_api.vocabulary import HEALTHY, RULE_WINDOW_SECONDS, STEP_SECONDS, VERDICTS
 
 
@@ -144,13 +145,66 @@ MODES = {
 }
 
 
+def _answer_rows(bp: dict[str, Any]) -> list[list[str]]:
+    """The last step that held and the one that broke, as Locust measured them (either may be missing)."""
+    rows = []
+    for label, step in (("last step that held", bp.get("last_held")), ("step that broke", bp.get("breaking_step"))):
+        if step:
+            rows.append(
+                [
+                    label,
+                    str(step["users"]),
+                    f"{step['rps']:.1f}",
+                    f"{step['p99_ms']:.0f} ms",
+                    f"{step['failure_ratio']:.1%}",
+                ]
+            )
+    return rows
+
+
+def _peak_rows(peaks: dict[str, float | None]) -> list[list[str]]:
+    memory = None if peaks["memory_bytes"] is None else peaks["memory_bytes"] / 2**20
+    return [
+        ["client RPS", f"{_fmt(peaks['rps_client'])} req/s"],
+        [f"CPU against the limit{_cores(peaks['cpu_limit'], ' ({})')}", _fmt(peaks["cpu_utilization"], "{:.0%}")],
+        ["throttled periods", _fmt(peaks["cpu_throttled"], "{:.0%}")],
+        ["busiest API worker's CPU", _fmt(peaks["worker_cpu"], "{:.2f} cores")],
+        ["client P99", _fmt(_ms(peaks["p99_client"]), "{:.0f} ms")],
+        ["server P99", _fmt(_ms(peaks["p99_server"]), "{:.0f} ms")],
+        ["queueing gap (client P99 − server P99, the worst route)", _fmt(_ms(peaks["queueing_gap"]), "{:.0f} ms")],
+        [
+            "requests in flight",
+            f"{_fmt(peaks['in_flight'], '{:.0f}')} (threads: {_fmt(peaks['thread_capacity'], '{:.0f}')})",
+        ],
+        ["event-loop lag (worst worker)", _fmt(_ms(peaks["event_loop_lag"]), "{:.0f} ms")],
+        ["mean batch size", _fmt(peaks["batch_size"])],
+        ["API memory", _fmt(memory, "{:.0f} MiB")],
+        ["busiest Locust worker CPU", _fmt(peaks["locust_worker_cpu"], "{:.0f}%")],
+    ]
+
+
+STEP_COLUMNS = ["users", "RPS", "P99 client", "P99 server", "CPU / limit", "in flight", "queueing gap (worst route)",
+                "loop lag", "batch", "verdict"]  # fmt: skip
+
+
+def _step_row(s: dict[str, Any]) -> list[str]:
+    return [
+        str(s["users"]),
+        _fmt(s["rps"]),
+        _fmt(s["p99_client_ms"], "{:.0f} ms"),
+        _fmt(s["p99_server_ms"], "{:.0f} ms"),
+        _fmt(s["cpu_utilization"], "{:.0%}"),
+        _fmt(s["in_flight"], "{:.1f}"),
+        _fmt(s["queueing_gap_ms"], "{:.0f} ms"),
+        _fmt(s["event_loop_lag_ms"], "{:.0f} ms"),
+        _fmt(s["batch_size"]),
+        s["verdict"] or "–",
+    ]
+
+
 def summary_markdown(report: dict[str, Any]) -> str:
     bp = report["breaking_point"] or {}
-    held = bp.get("last_held")
-    broke = bp.get("breaking_step")
-    peaks = report["peaks"]
     verdicts = ", ".join(f"{v} {n}x" for v, n in report["verdicts"].items()) or "none"
-    memory = None if peaks["memory_bytes"] is None else peaks["memory_bytes"] / 2**20
     lines = [
         f"# Experiment: {report['scenario']}",
         "",
@@ -159,38 +213,14 @@ def summary_markdown(report: dict[str, Any]) -> str:
         "",
         "## The answer",
         "",
-        "| | users | RPS | P99 (client) | failures |",
-        "|---|---|---|---|---|",
-    ]
-    for label, step in (("last step that held", held), ("step that broke", broke)):
-        if step:
-            lines.append(
-                f"| {label} | {step['users']} | {step['rps']:.1f} | {step['p99_ms']:.0f} ms | "
-                f"{step['failure_ratio']:.1%} |"
-            )
-    lines += [
+        table(["", "users", "RPS", "P99 (client)", "failures"], _answer_rows(bp)),
         "",
         f"**Verdict under load: {report['verdict'] or 'none'}** (the diagnosis during the heaviest step: the "
         f"bottleneck it named most often there; over the whole run: {verdicts}).",
         "",
         "## Key figures (peaks over the run)",
         "",
-        "| figure | peak |",
-        "|---|---|",
-        f"| client RPS | {_fmt(peaks['rps_client'])} req/s |",
-        f"| CPU against the limit{_cores(peaks['cpu_limit'], ' ({})')} | {_fmt(peaks['cpu_utilization'], '{:.0%}')} |",
-        f"| throttled periods | {_fmt(peaks['cpu_throttled'], '{:.0%}')} |",
-        f"| busiest API worker's CPU | {_fmt(peaks['worker_cpu'], '{:.2f} cores')} |",
-        f"| client P99 | {_fmt(_ms(peaks['p99_client']), '{:.0f} ms')} |",
-        f"| server P99 | {_fmt(_ms(peaks['p99_server']), '{:.0f} ms')} |",
-        f"| queueing gap (client P99 − server P99, the worst route) "
-        f"| {_fmt(_ms(peaks['queueing_gap']), '{:.0f} ms')} |",
-        f"| requests in flight | {_fmt(peaks['in_flight'], '{:.0f}')} "
-        f"(threads: {_fmt(peaks['thread_capacity'], '{:.0f}')}) |",
-        f"| event-loop lag (worst worker) | {_fmt(_ms(peaks['event_loop_lag']), '{:.0f} ms')} |",
-        f"| mean batch size | {_fmt(peaks['batch_size'])} |",
-        f"| API memory | {_fmt(memory, '{:.0f} MiB')} |",
-        f"| busiest Locust worker CPU | {_fmt(peaks['locust_worker_cpu'], '{:.0f}%')} |",
+        table(["figure", "peak"], _peak_rows(report["peaks"])),
         "",
         "## Step by step",
         "",
@@ -199,18 +229,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
         "and in the first chart. The queueing gap is that of the route where it is largest (what the diagnosis "
         "reads), so it need not be the difference of the two P99 columns, which are over both routes together.",
         "",
-        "| users | RPS | P99 client | P99 server | CPU / limit | in flight | queueing gap (worst route) "
-        "| loop lag | batch | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in report["steps"]:
-        lines.append(
-            f"| {s['users']} | {_fmt(s['rps'])} | {_fmt(s['p99_client_ms'], '{:.0f} ms')} | "
-            f"{_fmt(s['p99_server_ms'], '{:.0f} ms')} | {_fmt(s['cpu_utilization'], '{:.0%}')} | "
-            f"{_fmt(s['in_flight'], '{:.1f}')} | {_fmt(s['queueing_gap_ms'], '{:.0f} ms')} | "
-            f"{_fmt(s['event_loop_lag_ms'], '{:.0f} ms')} | {_fmt(s['batch_size'])} | {s['verdict'] or '–'} |"
-        )
-    lines += [
+        table(STEP_COLUMNS, [_step_row(s) for s in report["steps"]]),
         "",
         "## Charts",
         "",

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from benchmarks.api_bench import write_lua
+from benchmarks.wrk import write_lua
 from lab.api import RunningApi, running_api
 from lab.locust import distributed_locust
 from lab.paths import BIN, REPO
