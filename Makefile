@@ -50,7 +50,7 @@ DIAGNOSE_ARGS ?=
 diagnose: install ## the verdict now, its evidence and what to change, from the lab's Prometheus (DIAGNOSE_ARGS=--watch)
 	$(BIN)/python -m experiments.diagnose $(DIAGNOSE_ARGS)
 
-dashboard: install ## regenerate grafana/dashboards/lab.json from grafana/dashboard.py (commit both)
+dashboard: install ## regenerate grafana/dashboards/lab.json from grafana/dashboard/ (commit both)
 	$(BIN)/python -m grafana.dashboard
 
 test: install ## run every test tier (unit, integration, compose); PYTEST_ARGS passes options to pytest

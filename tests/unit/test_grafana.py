@@ -11,11 +11,13 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from grafana.dashboard import DASHBOARD_FILE, render
+from grafana.dashboard import DASHBOARD_FILE, assembly, render
+from grafana.dashboard.panels import query, timeseries_panel
 from lab.grafana import GRAFANA_DIR, annotation_queries, panel_queries, panels, variables
 from tests.support.tools import promtool
 
@@ -43,6 +45,15 @@ def overlaps(a: dict, b: dict) -> bool:
 
 def test_the_committed_dashboard_is_what_the_generator_writes():
     assert DASHBOARD_FILE.read_text() == render(), "run `make dashboard` and commit grafana/dashboards/lab.json"
+
+
+def test_the_generator_refuses_a_panel_that_does_not_fit_its_line(monkeypatch):
+    # The SDK's builder starts a new line only once a line is full, so a panel too wide for what is left of its
+    # line would stick out of the grid: the generator names it instead of writing such a dashboard.
+    wide = [timeseries_panel(f"wide {n}", "a panel two thirds wide", [query("up")], "short", width=16) for n in (1, 2)]
+    monkeypatch.setattr(assembly, "ROWS", [SimpleNamespace(TITLE="Too wide", panels=lambda: wide)])
+    with pytest.raises(ValueError, match="wide 2: does not fit"):
+        assembly.build()
 
 
 def test_the_dashboard_is_valid_json_with_a_stable_uid_and_title(dashboard):
