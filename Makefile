@@ -34,6 +34,7 @@ $(VENV)/.installed: requirements.lock $(API_DIR)/pyproject.toml locust/pyproject
 # them) into requirements.lock; then each image's requirements.txt is its own inputs resolved under that lock, so
 # a package has one version everywhere. uv resolves for the images' Python and platform wherever it runs, and
 # keeps the pins a file already has unless the inputs demand otherwise: LOCK_ARGS="--upgrade-package NAME" moves one.
+# The lab's own two packages stay out of the lock: install adds them editable, and a constraint cannot be a path.
 LOCK_ARGS ?=
 LOCK = $(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform linux --annotation-style line \
 	--custom-compile-command "make lock" $(LOCK_ARGS)
