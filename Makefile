@@ -16,18 +16,32 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment compare clean
+.PHONY: help install lock train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## create .venv with everything native runs and tests need (pinned)
+install: $(VENV)/.installed ## create .venv with everything native runs and tests need (requirements.lock)
 
-$(VENV)/.installed: requirements-dev.txt experiments/requirements.txt $(API_DIR)/requirements.txt $(API_DIR)/pyproject.toml locust/requirements.txt locust/pyproject.toml
+# Plain pip and the lock: no lock tool is needed to install, only to re-resolve (`make lock`).
+$(VENV)/.installed: requirements.lock $(API_DIR)/pyproject.toml locust/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e $(API_DIR) -e locust
 	touch $@
+
+# One resolution pins every package: requirements.in (direct dependencies, the packages' pyproject.toml among
+# them) into requirements.lock; then each image's requirements.txt is its own inputs resolved under that lock, so
+# a package has one version everywhere. uv resolves for the images' Python and platform wherever it runs, and
+# keeps the pins a file already has unless the inputs demand otherwise: LOCK_ARGS="--upgrade-package NAME" moves one.
+# The lab's own two packages stay out of the lock: install adds them editable, and a constraint cannot be a path.
+LOCK_ARGS ?=
+LOCK = $(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform linux --annotation-style line \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+lock: install ## re-resolve the pins (network): requirements.lock, then each image's requirements.txt under it
+	$(LOCK) requirements.in --no-emit-package model-api --no-emit-package lab-locust -o requirements.lock
+	$(LOCK) $(API_DIR)/pyproject.toml -c requirements.lock -o $(API_DIR)/requirements.txt
+	$(LOCK) locust/requirements.in -c requirements.lock -o locust/requirements.txt
 
 # Retrained whenever the installed packages change: artifacts are tied to one scikit-learn version.
 $(ARTIFACTS): $(VENV)/.installed

@@ -78,7 +78,7 @@ def locustfile_message(spec: str, problems: list[str]) -> str:
         + f"In the compose lab, put your locustfile in ./locust/{MINE} (or the folder LOCUST_MINE names in .env), "
         f"set LOCUST_LOCUSTFILE={MINE}/<your file>.py in .env, then `docker compose up -d locust-master "
         f"locust-worker`. A package your file imports must be installed in the Locust image "
-        f"(locust/requirements.txt). The rest of the lab keeps running."
+        f"(its name in locust/requirements.in, then `make lock`). The rest of the lab keeps running."
     )
 
 
