@@ -34,6 +34,7 @@ SERIES: dict[str, tuple[str, str]] = {
     "cpu_limit": ("max(lab_container_cpu_limit_cores)", "cores"),
     "worker_cpu": ("max(pid:lab_worker_cpu:rate30s)", "cores"),
     "memory_bytes": ("sum(lab_container_memory_usage_bytes)", "bytes"),
+    "workers_rss_bytes": ("sum(lab_worker_resident_memory_bytes)", "bytes"),  # each worker's own models
     "in_flight": ("job:lab_requests_in_flight:sum", "requests"),
     "thread_capacity": ("sum(lab_threadpool_threads_capacity)", "threads"),
     "queueing_gap": ("max(route:lab_queueing_gap_seconds:p99_rate30s)", "s"),

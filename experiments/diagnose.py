@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import httpx2
 
+from lab.errors import LabError
+from lab.prometheus import PrometheusClient
 from model_api.vocabulary import MODEL_ROUTES_REGEX
 
 NO_CLIENT = "unavailable: no client-side data (the load is not coming from the lab's Locust)"
@@ -113,42 +115,12 @@ EVIDENCE = [
 ]  # fmt: skip
 
 
-class PrometheusUnreachable(RuntimeError):
-    pass
-
-
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-
-    def _get(self, path: str, **params: str) -> dict:
-        try:
-            response = httpx2.get(f"{self.url}{path}", params=params, timeout=10)
-        except httpx2.HTTPError as error:
-            raise PrometheusUnreachable(
-                f"cannot reach the lab's Prometheus at {self.url} ({error}): start the lab (`docker compose up`, "
-                "or the native Prometheus of docs/prometheus.md), or pass --prometheus URL"
-            ) from None
-        body = response.json()
-        if body.get("status") != "success":
-            raise PrometheusUnreachable(f"Prometheus at {self.url} refused {path} {params}: {body}")
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict]:
-        return self._get("/api/v1/query", query=expr)["result"]
-
-    def value(self, expr: str) -> float | None:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
-
-    def alert_rules(self) -> list[dict]:
-        groups = self._get("/api/v1/rules", type="alert")["groups"]
-        return [rule for group in groups for rule in group["rules"]]
-
-
-def advice_and_summary(prometheus: Prometheus, verdict: str) -> tuple[str, str | None]:
+def advice_and_summary(prometheus: PrometheusClient, verdict: str) -> tuple[str, str | None]:
     """The advice label of the verdict's alert rule, and its summary if the alert fires (it waits 10 s)."""
-    for rule in prometheus.alert_rules():
+    alert_rules = [
+        rule for group in prometheus.rule_groups() for rule in group["rules"] if rule.get("type") == "alerting"
+    ]
+    for rule in alert_rules:
         if re.search(rf'verdict="{re.escape(verdict)}"', rule.get("query", "")):
             firing = [alert for alert in rule.get("alerts", []) if alert.get("state") == "firing"]
             summary = firing[0]["annotations"].get("summary") if firing else None
@@ -156,7 +128,7 @@ def advice_and_summary(prometheus: Prometheus, verdict: str) -> tuple[str, str |
     return "", None
 
 
-def report(prometheus: Prometheus) -> str:
+def report(prometheus: PrometheusClient) -> str:
     """The verdict, its alert's summary, the advice, and the evidence table, as text."""
     verdicts = [series["metric"].get("verdict", "?") for series in prometheus.query("job:lab_diagnosis:verdict")]
     client = prometheus.value("max(locust_users)") is not None
@@ -193,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watch", action="store_true", help="refresh in place every --every seconds")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between refreshes (default: 5)")
     args = parser.parse_args(argv)
-    prometheus = Prometheus(args.prometheus)
+    prometheus = PrometheusClient(args.prometheus.rstrip("/"))
     try:
         if not args.watch:
             print(report(prometheus))
@@ -202,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
             text = report(prometheus)
             print(f"\x1b[H\x1b[2J{time.strftime('%H:%M:%S')}  {args.prometheus}  (Ctrl-C stops)\n\n{text}", flush=True)
             time.sleep(args.every)
-    except PrometheusUnreachable as error:
+    except httpx2.HTTPError as error:
+        print(
+            f"make diagnose: cannot reach the lab's Prometheus at {args.prometheus} ({error}): start the lab "
+            "(`docker compose up`, or the native Prometheus of docs/prometheus.md), or pass --prometheus URL",
+            file=sys.stderr,
+        )
+        return 1
+    except LabError as error:
         print(f"make diagnose: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -138,11 +138,11 @@ def test_cpu_bound_pins_the_cpu_and_its_rps_stays_flat_while_requests_queue_in_t
     else:
         assert peak(report, "worker_cpu") > 0.75  # a pinned core has no quota: its one worker fills it
     steps = measured_steps(report)
-    assert len(steps) >= 3, steps
-    # The last users bought (almost) nothing: RPS within 25% of the step before while users grew by half.
-    before, last = steps[-2], steps[-1]
-    assert last["users"] >= 1.5 * before["users"]
-    assert last["rps"] < 1.25 * before["rps"], steps
+    assert len(steps) >= 2, steps
+    # RPS stops following the users: from the first step to the last, it grows at most 0.8 times as much as the
+    # users do (an API with CPU to spare serves each user alike, about 1.0; seen here: 0.67 and 0.72).
+    first, last = steps[0], steps[-1]
+    assert last["rps"] / first["rps"] < 0.8 * last["users"] / first["users"], steps
     busiest_step = busiest(report)
     assert peak(report, "wait_per_service") >= 1  # waiting longer than being served: the queue is in the worker
     assert busiest_step["p99_client_ms"] < 2 * busiest_step["p99_server_ms"], busiest_step
@@ -207,4 +207,4 @@ def test_more_workers_use_the_second_core_and_hold_more_than_baseline(experiment
     assert (service.workers, service.cpus) == (2, 2)
     assert peak(more, "cpu_utilization") * service.cpus > 1.5  # cores the API used: the second worker's too
     assert held_rps(more) > held_rps(baseline)
-    assert peak(more, "memory_bytes") > peak(baseline, "memory_bytes")  # a second worker's memory
+    assert peak(more, "workers_rss_bytes") > 1.5 * peak(baseline, "workers_rss_bytes")  # a second copy of the models

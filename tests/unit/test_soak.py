@@ -1,0 +1,42 @@
+"""The soak's verdicts from its samples: memory flat within 10% per worker, no errors, the P99 drift."""
+
+from __future__ import annotations
+
+from experiments.soak import Sample, Soak, markdown
+
+MIB = 2**20
+
+
+def soak(rss: list[dict[str, float]], p99: list[float], failures: float = 0) -> Soak:
+    samples = [Sample(30.0 * i, {pid: v * MIB for pid, v in r.items()}, s, 50.0, 0) for i, (r, s) in
+               enumerate(zip(rss, p99, strict=True))]  # fmt: skip
+    samples[-1].failures = failures
+    return Soak("baseline", 50.0, 30, samples)
+
+
+def test_memory_that_grew_under_10_percent_in_every_worker_is_flat():
+    run = soak([{"1": 150, "2": 160}] * 9 + [{"1": 160, "2": 170}], [0.2] * 10)
+    assert run.rss_growth() == {"1": 160 / 150 - 1, "2": 170 / 160 - 1}
+    assert run.verdicts() == {"memory flat": True, "no errors": True}
+
+
+def test_one_worker_that_grew_more_than_10_percent_is_not_flat_and_failures_are_errors():
+    run = soak([{"1": 150, "2": 150}] * 9 + [{"1": 150, "2": 170}], [0.2] * 10, failures=3)
+    assert run.verdicts() == {"memory flat": False, "no errors": False}
+
+
+def test_the_drift_compares_the_median_p99_of_the_last_fifth_with_the_first():
+    run = soak([{"1": 150}] * 10, [0.1, 0.3] + [0.2] * 6 + [0.4, 0.4])
+    assert run.p99_drift() == 0.4 / 0.2
+
+
+def test_a_worker_replaced_during_the_soak_is_left_out_of_the_growth():
+    run = soak([{"1": 150}] * 5 + [{"3": 400}] * 5, [0.2] * 10)
+    assert run.rss_growth() == {}
+    assert run.verdicts()["memory flat"] is False  # nothing to call flat: the worker that started is gone
+
+
+def test_the_report_names_each_worker_its_growth_and_the_verdicts():
+    text = markdown(soak([{"1": 150}] * 9 + [{"1": 153}], [0.2] * 10))
+    assert "| 1 | 150 | 153 | +2.0% |" in text
+    assert "memory flat: yes; no errors: yes" in text
