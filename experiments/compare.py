@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from experiments.report import _fmt, _ms, chart_cpu, chart_rps_p99, load_report
+from experiments.report import ExperimentReport, _fmt, _ms, chart_cpu, chart_rps_p99, load_report
 from experiments.run import DEFAULT_OUT
 from lab.markdown import table
 
@@ -22,12 +21,12 @@ COLUMNS = ["scenario", "verdict under load", "users (last step that held)", "RPS
            "peak CPU / limit", "peak queueing gap", "peak loop lag", "peak batch"]  # fmt: skip
 
 
-def _row(report: dict[str, Any]) -> list[str]:
-    held = (report["breaking_point"] or {}).get("last_held") or {}
-    peaks = report["peaks"]
+def _row(report: ExperimentReport) -> list[str]:
+    held = report.held() or {}
+    peaks = report.peaks
     return [
-        report["scenario"],
-        report["verdict"] or "–",
+        report.scenario,
+        report.verdict or "–",
         str(held.get("users", "–")),
         _fmt(held.get("rps")),
         _fmt(held.get("p99_ms"), "{:.0f} ms"),
@@ -39,9 +38,9 @@ def _row(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def comparison_markdown(reports: list[dict[str, Any]]) -> str:
+def comparison_markdown(reports: list[ExperimentReport]) -> str:
     lines = [
-        f"# Comparison: {', '.join(r['scenario'] for r in reports)}",
+        f"# Comparison: {', '.join(r.scenario for r in reports)}",
         "",
         "Each scenario under the same breaking-point load shape: users in steps until client P99 breaks the SLO.",
         "",

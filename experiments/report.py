@@ -113,20 +113,56 @@ def broke_the_slo(breaking_point: dict[str, Any] | None) -> bool:
     return bool((breaking_point or {}).get("breaking_step"))
 
 
-def build_report(scenario: str, mode: str, series: RunSeries, breaking_point: dict[str, Any] | None) -> dict[str, Any]:
-    broke = broke_the_slo(breaking_point)
-    return {
-        "scenario": scenario,
-        "mode": mode,
-        "started": series.timestamps[0] if series.timestamps else None,
-        "ended": series.timestamps[-1] if series.timestamps else None,
-        "breaking_point": breaking_point,
-        "verdict": verdict_under_load(series, broke),
-        "verdicts": series.verdict_counts(),
-        "peaks": {name: peak(series, name) for name in series.values if name != "users"},
-        "steps": [asdict(s) for s in steps(series)],
-        "series": series.to_json(),
-    }
+@dataclass
+class ExperimentReport:
+    """One experiment: what the breaking-point shape measured per step (Locust's own JSON summary, as written),
+    and what Prometheus recorded over the run, read as steps, peaks and verdicts."""
+
+    scenario: str
+    mode: str  # "compose" or "native"
+    started: float | None
+    ended: float | None
+    breaking_point: dict[str, Any] | None  # lab_locust.shapes' summary: steps, last_held, breaking_step, result
+    verdict: str | None  # the diagnosis under the heaviest load (verdict_under_load)
+    verdicts: dict[str, int]  # every verdict of the run, how many evaluations each
+    peaks: dict[str, float | None]  # per series of experiments.collect.SERIES
+    steps: list[Step]
+    series: RunSeries
+
+    def measured_steps(self) -> list[dict[str, Any]]:
+        """Locust's own measurement of each step (its requests only, after its ramp), the breaking one included."""
+        bp = self.breaking_point or {}
+        return [*bp.get("steps", []), *([bp["breaking_step"]] if bp.get("breaking_step") else [])]
+
+    def held(self) -> dict[str, Any] | None:
+        """The last step that held the SLO, as Locust measured it."""
+        return (self.breaking_point or {}).get("last_held")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "series": self.series.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExperimentReport:
+        return cls(
+            **{**data, "steps": [Step(**s) for s in data["steps"]], "series": RunSeries.from_json(data["series"])}
+        )
+
+
+def build_report(
+    scenario: str, mode: str, series: RunSeries, breaking_point: dict[str, Any] | None
+) -> ExperimentReport:
+    return ExperimentReport(
+        scenario=scenario,
+        mode=mode,
+        started=series.timestamps[0] if series.timestamps else None,
+        ended=series.timestamps[-1] if series.timestamps else None,
+        breaking_point=breaking_point,
+        verdict=verdict_under_load(series, broke_the_slo(breaking_point)),
+        verdicts=series.verdict_counts(),
+        peaks={name: peak(series, name) for name in series.values if name != "users"},
+        steps=steps(series),
+        series=series,
+    )
 
 
 def _fmt(value: float | None, pattern: str = "{:.1f}", missing: str = "–") -> str:
@@ -187,40 +223,40 @@ STEP_COLUMNS = ["users", "RPS", "P99 client", "P99 server", "CPU / limit", "in f
                 "loop lag", "batch", "verdict"]  # fmt: skip
 
 
-def _step_row(s: dict[str, Any]) -> list[str]:
+def _step_row(s: Step) -> list[str]:
     return [
-        str(s["users"]),
-        _fmt(s["rps"]),
-        _fmt(s["p99_client_ms"], "{:.0f} ms"),
-        _fmt(s["p99_server_ms"], "{:.0f} ms"),
-        _fmt(s["cpu_utilization"], "{:.0%}"),
-        _fmt(s["in_flight"], "{:.1f}"),
-        _fmt(s["queueing_gap_ms"], "{:.0f} ms"),
-        _fmt(s["event_loop_lag_ms"], "{:.0f} ms"),
-        _fmt(s["batch_size"]),
-        s["verdict"] or "–",
+        str(s.users),
+        _fmt(s.rps),
+        _fmt(s.p99_client_ms, "{:.0f} ms"),
+        _fmt(s.p99_server_ms, "{:.0f} ms"),
+        _fmt(s.cpu_utilization, "{:.0%}"),
+        _fmt(s.in_flight, "{:.1f}"),
+        _fmt(s.queueing_gap_ms, "{:.0f} ms"),
+        _fmt(s.event_loop_lag_ms, "{:.0f} ms"),
+        _fmt(s.batch_size),
+        s.verdict or "–",
     ]
 
 
-def summary_markdown(report: dict[str, Any]) -> str:
-    bp = report["breaking_point"] or {}
-    verdicts = ", ".join(f"{v} {n}x" for v, n in report["verdicts"].items()) or "none"
+def summary_markdown(report: ExperimentReport) -> str:
+    bp = report.breaking_point or {}
+    verdicts = ", ".join(f"{v} {n}x" for v, n in report.verdicts.items()) or "none"
     lines = [
-        f"# Experiment: {report['scenario']}",
+        f"# Experiment: {report.scenario}",
         "",
-        f"Run {MODES.get(report['mode'], report['mode'])}, breaking-point load shape. "
+        f"Run {MODES.get(report.mode, report.mode)}, breaking-point load shape. "
         + bp.get("result", "No breaking-point summary was written."),
         "",
         "## The answer",
         "",
         table(["", "users", "RPS", "P99 (client)", "failures"], _answer_rows(bp)),
         "",
-        f"**Verdict under load: {report['verdict'] or 'none'}** (the diagnosis during the heaviest step: the "
+        f"**Verdict under load: {report.verdict or 'none'}** (the diagnosis during the heaviest step: the "
         f"bottleneck it named most often there; over the whole run: {verdicts}).",
         "",
         "## Key figures (peaks over the run)",
         "",
-        table(["figure", "peak"], _peak_rows(report["peaks"])),
+        table(["figure", "peak"], _peak_rows(report.peaks)),
         "",
         "## Step by step",
         "",
@@ -229,7 +265,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
         "and in the first chart. The queueing gap is that of the route where it is largest (what the diagnosis "
         "reads), so it need not be the difference of the two P99 columns, which are over both routes together.",
         "",
-        table(STEP_COLUMNS, [_step_row(s) for s in report["steps"]]),
+        table(STEP_COLUMNS, [_step_row(s) for s in report.steps]),
         "",
         "## Charts",
         "",
@@ -243,18 +279,12 @@ def summary_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _xy(report: dict[str, Any], key: str, scale: float = 1) -> tuple[list[int], list[float]]:
-    points = [(s["users"], s[key] * scale) for s in report["steps"] if s[key] is not None]
+def _xy(report: ExperimentReport, key: str, scale: float = 1) -> tuple[list[int], list[float]]:
+    points = [(s.users, getattr(s, key) * scale) for s in report.steps if getattr(s, key) is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def measured_steps(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Locust's own measurement of each step (its requests only, after its ramp), the breaking one included."""
-    bp = report["breaking_point"] or {}
-    return [*bp.get("steps", []), *([bp["breaking_step"]] if bp.get("breaking_step") else [])]
-
-
-def chart_rps_p99(reports: list[dict[str, Any]], path: Path, title: str) -> None:
+def chart_rps_p99(reports: list[ExperimentReport], path: Path, title: str) -> None:
     """RPS (left) and client P99 (right) against users, one colour per report.
 
     From Locust's per-step measurement where the breaking-point summary has it: exact for each step, where
@@ -262,17 +292,17 @@ def chart_rps_p99(reports: list[dict[str, Any]], path: Path, title: str) -> None
     """
     fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(12, 4.5))
     for report in reports:
-        measured = measured_steps(report)
+        measured = report.measured_steps()
         if measured:
             users = [s["users"] for s in measured]
-            ax_rps.plot(users, [s["rps"] for s in measured], marker="o", label=report["scenario"])
-            ax_p99.plot(users, [s["p99_ms"] for s in measured], marker="o", label=f"{report['scenario']} client")
+            ax_rps.plot(users, [s["rps"] for s in measured], marker="o", label=report.scenario)
+            ax_p99.plot(users, [s["p99_ms"] for s in measured], marker="o", label=f"{report.scenario} client")
         else:
-            ax_rps.plot(*_xy(report, "rps"), marker="o", label=report["scenario"])
-            ax_p99.plot(*_xy(report, "p99_client_ms"), marker="o", label=f"{report['scenario']} client")
+            ax_rps.plot(*_xy(report, "rps"), marker="o", label=report.scenario)
+            ax_p99.plot(*_xy(report, "p99_client_ms"), marker="o", label=f"{report.scenario} client")
         if len(reports) == 1:
             ax_p99.plot(*_xy(report, "p99_server_ms"), marker=".", linestyle="--", label="server (Prometheus)")
-    slo = (reports[0]["breaking_point"] or {}).get("slo_ms")
+    slo = (reports[0].breaking_point or {}).get("slo_ms")
     if slo:
         ax_p99.axhline(slo, color="grey", linestyle=":", label=f"SLO {slo:.0f} ms")
     ax_rps.set(title="Requests per second", xlabel="users", ylabel="req/s")
@@ -286,11 +316,11 @@ def chart_rps_p99(reports: list[dict[str, Any]], path: Path, title: str) -> None
     plt.close(fig)
 
 
-def chart_cpu(reports: list[dict[str, Any]], path: Path, title: str) -> None:
+def chart_cpu(reports: list[ExperimentReport], path: Path, title: str) -> None:
     """CPU utilization against the limit (100% = the limit) against users."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for report in reports:
-        ax.plot(*_xy(report, "cpu_utilization", 100), marker="o", label=report["scenario"])
+        ax.plot(*_xy(report, "cpu_utilization", 100), marker="o", label=report.scenario)
     ax.axhline(100, color="red", linestyle="--", label="the CPU limit")
     ax.set(title=title, xlabel="users", ylabel="CPU used, % of the limit", ylim=(0, 115))
     ax.grid(alpha=0.3)
@@ -300,9 +330,9 @@ def chart_cpu(reports: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def chart_timeline(report: dict[str, Any], path: Path) -> None:
+def chart_timeline(report: ExperimentReport, path: Path) -> None:
     """Users, RPS, P99 and CPU over the run, the background coloured by the verdict of the moment."""
-    series = RunSeries.from_json(report["series"])
+    series = report.series
     t0 = series.timestamps[0]
     t = [x - t0 for x in series.timestamps]
     v = series.values
@@ -322,29 +352,29 @@ def chart_timeline(report: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     axes[-1].set_xlabel("seconds since the start")
-    shown = [v for v in VERDICTS if v in report["verdicts"]]
+    shown = [v for v in VERDICTS if v in report.verdicts]
     handles = [plt.Rectangle((0, 0), 1, 1, color=VERDICTS[v], alpha=0.4) for v in shown]
     fig.legend(handles, shown, loc="upper right", ncol=len(shown) or 1, fontsize=8, title="verdict")
-    fig.suptitle(f"{report['scenario']}: the run over time")
+    fig.suptitle(f"{report.scenario}: the run over time")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def write_report(report: dict[str, Any], folder: Path) -> Path:
+def write_report(report: ExperimentReport, folder: Path) -> Path:
     """report.json, summary.md and the three charts in `folder`; returns the summary's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    chart_rps_p99([report], folder / "rps_p99_vs_users.png", f"{report['scenario']}: throughput and latency")
-    chart_cpu([report], folder / "cpu_vs_users.png", f"{report['scenario']}: CPU against users")
+    (folder / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    chart_rps_p99([report], folder / "rps_p99_vs_users.png", f"{report.scenario}: throughput and latency")
+    chart_cpu([report], folder / "cpu_vs_users.png", f"{report.scenario}: CPU against users")
     chart_timeline(report, folder / "timeline.png")
     summary = folder / "summary.md"
     summary.write_text(summary_markdown(report))
     return summary
 
 
-def load_report(folder: Path) -> dict[str, Any]:
+def load_report(folder: Path) -> ExperimentReport:
     path = folder / "report.json"
     if not path.is_file():
         raise FileNotFoundError(f"no report in {folder}: run `make experiment SCENARIO={folder.name}` first")
-    return json.loads(path.read_text())
+    return ExperimentReport.from_json(json.loads(path.read_text()))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.collect import SERIES, RunSeries, collect
-from experiments.report import broke_the_slo, build_report, write_report
+from experiments.report import ExperimentReport, broke_the_slo, build_report, write_report
 from lab.compose import compose_lab
 from lab.errors import LabError
 from lab.native import native_lab
@@ -160,7 +160,7 @@ def run_experiment(
     native: bool = False,
     progress_every: float = 5,
     model_dir: Path = MODEL_DIR,
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[ExperimentReport, Path]:
     """Run `scenario` under `plan`; returns the report and the path of its summary. A native run serves the
     models in `model_dir`; the compose lab trains its own into its image."""
     mode = "natively (processes on 127.0.0.1)" if native else "on Docker Compose"
@@ -181,7 +181,7 @@ def run_experiment(
         say(scenario, "collected the run from Prometheus; stopping the lab")
     report = build_report(scenario, "native" if native else "compose", series, summary)
     path = write_report(report, out / scenario)
-    say(scenario, f"verdict under load: {report['verdict']}; report: {path}")
+    say(scenario, f"verdict under load: {report.verdict}; report: {path}")
     return report, path
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from experiments.report import ExperimentReport, Step
 from experiments.run import Plan, run_experiment
 from lab import compose as stack
 from lab.scenarios import api_service
@@ -36,8 +37,6 @@ PLAN = Plan(start_users=10, step_users=10, step_seconds=15, max_users=100, wait_
 SATURATING = Plan(start_users=20, step_users=20, step_seconds=15, max_users=160, wait_max=0.5)
 # io-bound's pool (2 threads, 250 ms) serves 8 req/s: it starts lower, so that it has a step below its ceiling.
 PLANS = {"more-workers": SATURATING, "batching": SATURATING, "io-bound": Plan(4, 4, 15, 40, wait_max=1.0)}
-
-Report = dict[str, Any]
 
 
 def proof_mode() -> str:
@@ -59,11 +58,11 @@ def mode() -> str:
 
 
 @pytest.fixture(scope="module")
-def experiment(mode, tmp_path_factory, model_dir) -> Callable[[str], Report]:
+def experiment(mode, tmp_path_factory, model_dir) -> Callable[[str], ExperimentReport]:
     out = tmp_path_factory.mktemp("experiments")
-    done: dict[str, Report] = {}
+    done: dict[str, ExperimentReport] = {}
 
-    def run(scenario: str) -> Report:
+    def run(scenario: str) -> ExperimentReport:
         if scenario not in done:
             done[scenario], summary = run_experiment(
                 scenario,
@@ -79,35 +78,33 @@ def experiment(mode, tmp_path_factory, model_dir) -> Callable[[str], Report]:
     return run
 
 
-def peak(report: Report, figure: str) -> float:
-    value = report["peaks"][figure]
-    assert value is not None, f"{report['scenario']}: no {figure} was recorded"
+def peak(report: ExperimentReport, figure: str) -> float:
+    value = report.peaks[figure]
+    assert value is not None, f"{report.scenario}: no {figure} was recorded"
     return value
 
 
-def measured_steps(report: Report) -> list[dict[str, Any]]:
-    """Each step of users as Locust measured it, from its own requests only, the one that broke included."""
-    bp = report["breaking_point"] or {}
-    steps = [*(bp.get("steps") or []), *([bp["breaking_step"]] if bp.get("breaking_step") else [])]
-    assert steps, f"{report['scenario']}: the breaking-point shape measured no step"
+def measured_steps(report: ExperimentReport) -> list[dict[str, Any]]:
+    steps = report.measured_steps()
+    assert steps, f"{report.scenario}: the breaking-point shape measured no step"
     return steps
 
 
-def held_rps(report: Report) -> float:
+def held_rps(report: ExperimentReport) -> float:
     """RPS at the last step that held the SLO: the most the scenario served within it."""
-    held = (report["breaking_point"] or {}).get("last_held")
-    assert held, f"{report['scenario']}: not even the first step held the SLO"
+    held = report.held()
+    assert held, f"{report.scenario}: not even the first step held the SLO"
     return held["rps"]
 
 
-def busiest(report: Report) -> dict[str, Any]:
+def busiest(report: ExperimentReport) -> Step:
     """The step (from Prometheus) that served the most requests, with a CPU reading."""
-    return max((s for s in report["steps"] if s["rps"] and s["cpu_utilization"] is not None), key=lambda s: s["rps"])
+    return max((s for s in report.steps if s.rps and s.cpu_utilization is not None), key=lambda s: s.rps or 0)
 
 
-def cpu_per_request(step: dict[str, Any], cores: float) -> float:
+def cpu_per_request(step: Step, cores: float) -> float:
     """CPU seconds a request cost during a step: the CPU it used against its limit, per request served."""
-    return step["cpu_utilization"] * cores / step["rps"]
+    return (step.cpu_utilization or 0) * cores / (step.rps or 1)
 
 
 def downstream_seconds(scenario: str) -> float:
@@ -117,13 +114,13 @@ def downstream_seconds(scenario: str) -> float:
 def test_baseline_climbs_to_its_cpu_limit_and_its_p99_rises_past_the_knee(experiment):
     """CPU climbs to the quota as users grow; past the knee, P99 rises several times; the verdict cpu-bound."""
     baseline = experiment("baseline")
-    cpu = [step["cpu_utilization"] for step in baseline["steps"] if step["cpu_utilization"] is not None]
+    cpu = [step.cpu_utilization for step in baseline.steps if step.cpu_utilization is not None]
     assert cpu[-1] > 3 * cpu[0]
     assert peak(baseline, "cpu_utilization") > 0.75
     steps = measured_steps(baseline)
-    assert baseline["breaking_point"]["breaking_step"], "the plan never took baseline past its knee"
+    assert (baseline.breaking_point or {}).get("breaking_step"), "the plan never took baseline past its knee"
     assert steps[-1]["p99_ms"] > 3 * steps[0]["p99_ms"], steps
-    assert baseline["verdict"] == "cpu-bound"
+    assert baseline.verdict == "cpu-bound"
 
 
 def test_cpu_bound_pins_the_cpu_and_its_rps_stays_flat_while_requests_queue_in_the_worker(experiment, mode):
@@ -145,8 +142,8 @@ def test_cpu_bound_pins_the_cpu_and_its_rps_stays_flat_while_requests_queue_in_t
     assert last["rps"] / first["rps"] < 0.8 * last["users"] / first["users"], steps
     busiest_step = busiest(report)
     assert peak(report, "wait_per_service") >= 1  # waiting longer than being served: the queue is in the worker
-    assert busiest_step["p99_client_ms"] < 2 * busiest_step["p99_server_ms"], busiest_step
-    assert report["verdict"] == "cpu-bound"
+    assert (busiest_step.p99_client_ms or 0) < 2 * (busiest_step.p99_server_ms or 0), busiest_step
+    assert report.verdict == "cpu-bound"
 
 
 def test_io_bound_keeps_the_cpu_low_while_requests_wait_for_a_thread_and_p99_jumps(experiment):
@@ -158,7 +155,7 @@ def test_io_bound_keeps_the_cpu_low_while_requests_wait_for_a_thread_and_p99_jum
     assert peak(report, "wait_per_service") >= 1
     assert peak(report, "wait_before_handler") > downstream_seconds("io-bound")
     assert max(step["p99_ms"] for step in measured_steps(report)) > 3 * downstream_seconds("io-bound") * 1000
-    assert report["verdict"] == "io-bound"
+    assert report.verdict == "io-bound"
 
 
 def test_async_io_serves_four_times_io_bound_and_its_waiting_costs_no_cpu(experiment):
@@ -184,7 +181,7 @@ def test_blocking_async_serves_one_request_at_a_time_per_worker_with_its_loop_bl
     assert peak(report, "cpu_utilization") < 0.25
     assert peak(report, "event_loop_lag") > 0.1
     assert peak(report, "p99_client") > 3 * peak(report, "p99_server")
-    assert report["verdict"] == "event-loop-blocked"
+    assert report.verdict == "event-loop-blocked"
 
 
 def test_batching_serves_three_times_the_unbatched_api_with_batches_growing_with_load(experiment):
@@ -192,8 +189,8 @@ def test_batching_serves_three_times_the_unbatched_api_with_batches_growing_with
     SLO, and its mean batch grows with every step of users."""
     batching, baseline = experiment("batching"), experiment("baseline")
     assert held_rps(batching) >= 3 * held_rps(baseline)
-    sizes = [step["batch_size"] for step in batching["steps"] if step["batch_size"] is not None]
-    assert len(sizes) >= 3, batching["steps"]
+    sizes = [step.batch_size for step in batching.steps if step.batch_size is not None]
+    assert len(sizes) >= 3, batching.steps
     assert all(later >= 0.9 * earlier for earlier, later in itertools.pairwise(sizes)), sizes
     assert sizes[-1] >= 2 * sizes[0], sizes
 

@@ -19,9 +19,9 @@ def test_a_native_experiment_reports_the_blocked_event_loop(tmp_path, model_dir)
         "blocking-async", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir
     )
 
-    assert report["mode"] == "native"
-    assert report["peaks"]["event_loop_lag"] > 0.1
-    assert report["verdict"] == "event-loop-blocked"
+    assert report.mode == "native"
+    assert report.peaks["event_loop_lag"] > 0.1
+    assert report.verdict == "event-loop-blocked"
     assert "**Verdict under load: event-loop-blocked**" in summary.read_text()
     assert (summary.parent / "timeline.png").is_file()
 
@@ -32,10 +32,10 @@ def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its
 
     report, summary = run_experiment("cpu-bound", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir)
 
-    peaks = report["peaks"]
+    peaks = report.peaks
     assert peaks["cpu_limit"] == 1  # cpus: 1, stood in for by one pinned core
     assert peaks["cpu_utilization"] > 0.85  # of that core: the API's own CPU, not Locust's
     assert peaks["worker_cpu"] > 0.75
     assert not peaks["cpu_throttled"]  # a pinned core has no quota
-    assert report["verdict"] == "cpu-bound"
+    assert report.verdict == "cpu-bound"
     assert "| CPU against the limit (1 core) |" in summary.read_text()

@@ -8,7 +8,7 @@ import pytest
 
 from experiments.collect import SERIES, RunSeries
 from experiments.compare import compare
-from experiments.report import build_report, steps, summary_markdown, verdict_under_load, write_report
+from experiments.report import build_report, load_report, steps, summary_markdown, verdict_under_load, write_report
 from experiments.run import DIAGNOSIS_LAG_SECONDS, Plan, main, wait_for_diagnosis
 from lab.errors import LabError
 from lab.native import native_cores
@@ -121,10 +121,10 @@ def test_the_report_waits_while_the_rules_have_not_been_evaluated_at_all(monkeyp
 def test_the_report_names_the_breaking_point_the_verdict_and_the_peaks():
     report = build_report("cpu-bound", "compose", synthetic_run(), BREAKING_POINT)
 
-    assert report["verdict"] == "cpu-bound"
-    assert report["verdicts"] == {"cpu-bound": 6, "healthy": 5, "queueing": 1}
-    assert report["peaks"]["cpu_utilization"] == 0.99
-    assert report["peaks"]["batch_size"] is None
+    assert report.verdict == "cpu-bound"
+    assert report.verdicts == {"cpu-bound": 6, "healthy": 5, "queueing": 1}
+    assert report.peaks["cpu_utilization"] == 0.99
+    assert report.peaks["batch_size"] is None
 
 
 def test_the_report_folder_has_a_summary_and_three_png_charts(tmp_path):
@@ -141,6 +141,17 @@ def test_the_report_folder_has_a_summary_and_three_png_charts(tmp_path):
     for chart in ("rps_p99_vs_users.png", "cpu_vs_users.png", "timeline.png"):
         assert (tmp_path / "cpu-bound" / chart).read_bytes().startswith(b"\x89PNG"), chart
         assert f"]({chart})" in text
+
+
+def test_a_written_report_reads_back_as_the_same_report(tmp_path):
+    report = build_report("cpu-bound", "compose", synthetic_run(), BREAKING_POINT)
+    write_report(report, tmp_path / "cpu-bound")
+
+    again = load_report(tmp_path / "cpu-bound")
+
+    assert again == report
+    assert again.measured_steps() == [*BREAKING_POINT["steps"], BREAKING_POINT["breaking_step"]]
+    assert again.held() == BREAKING_POINT["last_held"]
 
 
 def test_a_run_without_a_breaking_point_summary_still_reports(tmp_path):
