@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
+
 from experiments.collect import SERIES, RunSeries, collect
 from experiments.report import ExperimentReport, broke_the_slo, build_report, write_report
 from lab.compose import compose_lab
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("scenario", choices=scenarios(), help="the scenario (scenarios/<name>.yaml)")
     parser.add_argument("--native", action="store_true", help="run the components as processes, without Docker")
+    parser.add_argument(
+        "--model-dir", type=Path, default=MODEL_DIR, help="the trained models a native run serves (%(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where report folders go (%(default)s)")
     defaults = Plan()
     parser.add_argument("--start-users", type=int, default=defaults.start_users, help="users in the first step")
@@ -214,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(args.start_users, args.step_users, args.step_seconds, args.max_users, slo_ms=args.slo_ms,
                 wait_max=args.wait_max)  # fmt: skip
     try:
-        run_experiment(args.scenario, args.out, plan, native=args.native)
-    except LabError as error:
+        run_experiment(args.scenario, args.out, plan, native=args.native, model_dir=args.model_dir)
+    except (LabError, httpx2.HTTPError) as error:  # a lab that could not start, or stopped answering
         print(f"experiment failed: {error}", file=sys.stderr)
         return 1
     return 0

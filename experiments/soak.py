@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import httpx2
+
 from experiments.run import Plan, breaking_point_summary, lab_for, run_load, say, scenarios, wait_for_lab
 from lab.errors import LabError
 from lab.markdown import table
@@ -74,6 +76,13 @@ class Soak:
         }
 
 
+def locust_failures(lab: Lab) -> float:
+    """Failures Locust counted in this swarm (its statistics start anew with each swarm, as its exporter's
+    counters do)."""
+    rows = lab.locust_stats()["stats"]
+    return float(next((row["num_failures"] for row in rows if row["name"] == "Aggregated"), 0))
+
+
 def sample(lab: Lab, started: float, failures_before: float) -> Sample:
     rss = {r["metric"]["pid"]: float(r["value"][1]) for r in lab.query("lab_worker_resident_memory_bytes")}
     return Sample(
@@ -81,7 +90,7 @@ def sample(lab: Lab, started: float, failures_before: float) -> Sample:
         rss_bytes=rss,
         p99_seconds=lab.value(CLIENT_P99),
         rps=lab.value("sum(endpoint:locust_requests:rate30s)"),
-        failures=(lab.value("sum(locust_failures_total)") or 0) - failures_before,
+        failures=locust_failures(lab) - failures_before,
     )
 
 
@@ -100,8 +109,8 @@ def held_rate(lab: Lab, scenario: str, plan: Plan) -> float:
 
 def soak(lab: Lab, scenario: str, target_rps: float, minutes: float) -> Soak:
     result = Soak(scenario, round(target_rps, 2), minutes)
-    failures_before = lab.value("sum(locust_failures_total)") or 0
     lab.start_swarm(user_count=USERS, spawn_rate=USERS, workload="open", open_rate=target_rps / USERS)
+    failures_before = locust_failures(lab)
     started = time.time()
     try:
         while time.time() - started < minutes * 60:
@@ -198,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             say(args.scenario, f"soaking at {args.share:.0%} of {held:.1f} req/s for {args.minutes:g} min")
             result = soak(lab, args.scenario, args.share * held, args.minutes)
         path = write(result, args.out / args.scenario)
-    except LabError as error:
+    except (LabError, httpx2.HTTPError) as error:  # a lab that could not start, or stopped answering
         print(f"soak failed: {error}", file=sys.stderr)
         return 1
     say(args.scenario, f"{'; '.join(f'{k}: {v}' for k, v in result.verdicts().items())}; report: {path}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 
-from experiments.run import Plan, run_experiment
+from experiments.run import Plan, main, run_experiment
+from model_api.artifacts import METADATA
 from tests.support.tools import promtool
 
 # A whole native experiment per test: the three processes up, a breaking-point run, the report.
@@ -39,3 +43,20 @@ def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its
     assert not peaks["cpu_throttled"]  # a pinned core has no quota
     assert report.verdict == "cpu-bound"
     assert "| CPU against the limit (1 core) |" in summary.read_text()
+
+
+def test_a_native_experiment_whose_api_cannot_start_ends_in_one_line_and_exit_code_1(tmp_path, model_dir, capsys):
+    """gunicorn refuses models trained by another scikit-learn: the runner says so in one line, no traceback."""
+    promtool()
+    stale = tmp_path / "stale"
+    shutil.copytree(model_dir, stale)
+    metadata = json.loads((stale / METADATA).read_text())
+    (stale / METADATA).write_text(json.dumps({**metadata, "sklearn_version": "1.0.2"}))
+
+    code = main(["baseline", "--native", "--model-dir", str(stale), "--out", str(tmp_path / "out")])
+
+    error = capsys.readouterr().err
+    assert code == 1
+    assert error.startswith("experiment failed: gunicorn exited with")
+    assert "trained with scikit-learn 1.0.2" in error
+    assert "Traceback" not in error
