@@ -28,7 +28,7 @@ from lab.markdown import table
 from lab.paths import BIN, REPO
 from lab.polling import wait_for
 from lab.ports import free_port
-from lab.processes import clean_env, find_tool, pinned, stop
+from lab.processes import clean_env, cpu_seconds, find_tool, pinned, stop
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 TARGET_CORE, LOCUST_CORE = 1, 0
@@ -114,19 +114,15 @@ def measure(user_class: str, url: str, workdir: Path, seconds: int, users: int) 
     process = subprocess.Popen(
         pinned(command, LOCUST_CORE), env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    locust = psutil.Process(process.pid)
-    started, cpu_before = time.monotonic(), locust.cpu_times()
+    started, cpu_before = time.monotonic(), cpu_seconds(process.pid)
     cpu_after = cpu_before
     while process.poll() is None:  # sample until it exits; the last sample is taken just before the end
-        try:
-            cpu_after = locust.cpu_times()
-        except psutil.NoSuchProcess:
-            break
+        cpu_after = max(cpu_after, cpu_seconds(process.pid))  # 0 once it has exited
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     with Path(f"{prefix}_stats.csv").open() as rows:
         total = next(row for row in csv.DictReader(rows) if row["Name"] == "Aggregated")
-    used = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    used = cpu_after - cpu_before
     return Point(user_class, float(total["Requests/s"]), used / elapsed * 100.0, int(total["Failure Count"]))
 
 
