@@ -7,10 +7,10 @@ from experiments.soak import Sample, Soak, markdown
 MIB = 2**20
 
 
-def soak(rss: list[dict[str, float]], p99: list[float], failures: float = 0) -> Soak:
-    samples = [Sample(30.0 * i, {pid: v * MIB for pid, v in r.items()}, s, 50.0, 0) for i, (r, s) in
+def soak(rss: list[dict[str, float]], p99: list[float], errors: float = 0, slow: float = 0) -> Soak:
+    samples = [Sample(30.0 * i, {pid: v * MIB for pid, v in r.items()}, s, 50.0, 0, 0) for i, (r, s) in
                enumerate(zip(rss, p99, strict=True))]  # fmt: skip
-    samples[-1].failures = failures
+    samples[-1].errors, samples[-1].slow = errors, slow
     return Soak("baseline", 50.0, 30, samples)
 
 
@@ -20,9 +20,15 @@ def test_memory_that_grew_under_10_percent_in_every_worker_is_flat():
     assert run.verdicts() == {"memory flat": True, "no errors": True}
 
 
-def test_one_worker_that_grew_more_than_10_percent_is_not_flat_and_failures_are_errors():
-    run = soak([{"1": 150, "2": 150}] * 9 + [{"1": 150, "2": 170}], [0.2] * 10, failures=3)
+def test_one_worker_that_grew_more_than_10_percent_is_not_flat_and_an_error_answer_is_an_error():
+    run = soak([{"1": 150, "2": 150}] * 9 + [{"1": 150, "2": 170}], [0.2] * 10, errors=3)
     assert run.verdicts() == {"memory flat": False, "no errors": False}
+
+
+def test_answers_slower_than_the_slo_are_reported_but_are_not_errors():
+    run = soak([{"1": 150}] * 10, [0.2] * 10, slow=40)
+    assert run.verdicts()["no errors"] is True
+    assert "Errors: 0. Answers slower than the SLO: 40." in markdown(run)
 
 
 def test_the_drift_compares_the_median_p99_of_the_last_fifth_with_the_first():
