@@ -175,7 +175,8 @@ def chart(result: Soak, path: Path) -> None:
     for pid in result.samples[0].rss_bytes:
         memory.plot(minutes, [s.rss_bytes.get(pid, float("nan")) / 2**20 for s in result.samples], label=f"pid {pid}")
     memory.set_ylabel("RSS (MiB)")
-    memory.set_ylim(bottom=0)
+    highest = max(v for s in result.samples for v in s.rss_bytes.values()) / 2**20
+    memory.set_ylim(0, highest * 1.25)  # flat reads flat: the whole range from zero, with room above
     memory.legend(loc="lower right")
     memory.set_title(f"Soak: {result.scenario}, {result.target_rps:.0f} req/s for {result.minutes:g} min")
     latency.plot(minutes, [(s.p99_seconds or float("nan")) * 1000 for s in result.samples], color="tab:red")
