@@ -23,17 +23,18 @@ from pathlib import Path
 
 import httpx2
 
+from experiments.collect import SERIES
 from experiments.run import Plan, breaking_point_summary, lab_for, run_load, say, scenarios, wait_for_lab
 from lab.errors import LabError
 from lab.markdown import table
 from lab.paths import MODEL_DIR, REPO
 from lab.stack import Lab
+from model_api.vocabulary import SLOWER_THAN_SLO
 
 DEFAULT_OUT = REPO / "reports" / "soak"
 SAMPLE_SECONDS = 30
 USERS = 20  # open-workload users that share the rate: enough that one slow answer never holds the schedule back
 FLAT = 0.10  # memory is flat when no worker's RSS grew more than this between the first and the last samples
-CLIENT_P99 = "histogram_quantile(0.99, sum by (le) (rate(locust_response_time_seconds_bucket[30s])))"
 
 
 @dataclass
@@ -82,7 +83,7 @@ def locust_failures(lab: Lab) -> tuple[float, float]:
     each swarm), from its failures by message."""
     errors = slow = 0.0
     for failure in lab.locust_stats()["errors"]:
-        if "slower than the SLO" in failure["error"]:
+        if SLOWER_THAN_SLO in failure["error"]:
             slow += failure["occurrences"]
         else:
             errors += failure["occurrences"]
@@ -95,8 +96,8 @@ def sample(lab: Lab, started: float, before: tuple[float, float]) -> Sample:
     return Sample(
         at=round(time.time() - started, 1),
         rss_bytes=rss,
-        p99_seconds=lab.value(CLIENT_P99),
-        rps=lab.value("sum(endpoint:locust_requests:rate30s)"),
+        p99_seconds=lab.value(SERIES["p99_client"][0]),
+        rps=lab.value(SERIES["rps_client"][0]),
         errors=errors - before[0],
         slow=slow - before[1],
     )

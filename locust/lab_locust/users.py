@@ -16,6 +16,7 @@ from gevent.pool import Pool
 
 from locust import FastHttpUser, events, task
 from model_api import data
+from model_api.vocabulary import SLOWER_THAN_SLO
 
 MAX_IN_FLIGHT_PER_USER = 100  # open workload: beyond this a user drops requests rather than pile them up
 
@@ -28,7 +29,7 @@ def judge(response: Any, slo_ms: float) -> None:
         response.failure(f"HTTP {response.status_code}: {body}")
     elif elapsed_ms > slo_ms:
         # Locust's Failures tab has one row per message: the time itself would make one per millisecond.
-        response.failure(f"slower than the SLO of {slo_ms:.0f} ms")
+        response.failure(f"{SLOWER_THAN_SLO} of {slo_ms:.0f} ms")
     else:
         response.success()
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx2
 import pytest
 
-from lab.api import running_api, start_gunicorn
+from lab.api import running_api, start_gunicorn, wait_ready
 from lab.polling import wait_for
 from lab.processes import stop
 from model_api import data
@@ -135,7 +135,7 @@ def test_a_graceful_stop_under_load_answers_every_request_its_workers_had_receiv
     api = start_gunicorn(tmp_path, model_dir, workers=2, **env)
     load = Load(api.url)
     try:
-        wait_for(lambda: api.alive() and httpx2.get(f"{api.url}/readyz", timeout=2).status_code == 200, 60, "ready")
+        wait_ready(api, workers=2)
         load.start()
         wait_for(lambda: len(load.answered_by()) == 2 and load.count()["200"] >= 50, 60, "load on both workers")
         load.stopping.set()  # the requests now in flight are the last ones

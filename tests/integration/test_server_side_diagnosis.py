@@ -23,6 +23,7 @@ import pytest
 from benchmarks.wrk import write_lua
 from lab.api import RunningApi, running_api
 from lab.locust import distributed_locust
+from lab.native import host
 from lab.paths import BIN, REPO
 from lab.polling import wait_for
 from lab.ports import free_port
@@ -113,10 +114,6 @@ def diagnosed(workdir: Path, model_dir: Path, **api_env: str) -> Iterator[Diagno
         running_prometheus(workdir, [host(api.url)], f"127.0.0.1:{free_port()}") as prometheus,
     ):
         yield Diagnosed(api, prometheus, workdir)
-
-
-def host(url: str) -> str:
-    return url.split("/")[2]
 
 
 @contextmanager

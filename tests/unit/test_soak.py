@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from experiments.soak import Sample, Soak, markdown
+from types import SimpleNamespace
+
+from experiments.soak import Sample, Soak, locust_failures, markdown
 
 MIB = 2**20
 
@@ -46,3 +48,15 @@ def test_the_report_names_each_worker_its_growth_and_the_verdicts():
     text = markdown(soak([{"1": 150}] * 9 + [{"1": 153}], [0.2] * 10))
     assert "| 1 | 150 | 153 | +2.0% |" in text
     assert "memory flat: yes; no errors: yes" in text
+
+
+def test_locust_failures_are_split_into_errors_and_answers_slower_than_the_slo():
+    """As Locust's web API lists them: the lab's users' message for a slow answer, and anything else."""
+    stats = {"errors": [
+        {"name": "/classify", "error": "CatchResponseError('slower than the SLO of 1000 ms')", "occurrences": 7},
+        {"name": "/predict", "error": "CatchResponseError('slower than the SLO of 1000 ms')", "occurrences": 2},
+        {"name": "/classify", "error": "CatchResponseError('HTTP 500: boom')", "occurrences": 1},
+        {"name": "/classify", "error": "ConnectionResetError(104, 'Connection reset by peer')", "occurrences": 3},
+    ]}  # fmt: skip
+    lab = SimpleNamespace(locust_stats=lambda: stats)
+    assert locust_failures(lab) == (4, 9)

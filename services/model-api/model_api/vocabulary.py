@@ -35,6 +35,8 @@ DIAGNOSIS_LAG_SECONDS = 25
 # The course's latency objective: a response slower than this is a failure, and a breaking-point step whose
 # P99 exceeds it breaks.
 SLO_MS = 1000.0
+# How Locust's failure message for such a response starts: the soak counts these apart from errors.
+SLOWER_THAN_SLO = "slower than the SLO"
 
 # The breaking-point load: users in steps, each held and measured, until a step breaks the SLO. The Locust
 # options, the shape and the experiment runner start from these.
