@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.stack import Lab
-from model_api.vocabulary import MODEL_ROUTES_REGEX, STEP_SECONDS
+from model_api.vocabulary import MODEL_ROUTES_REGEX, RULE_WINDOW_SECONDS, STEP_SECONDS
 
 MODEL_ROUTES = f'route=~"{MODEL_ROUTES_REGEX}"'
-SERVER_BUCKETS = f"sum by (le) (rate(lab_http_request_duration_seconds_bucket{{{MODEL_ROUTES}}}[30s]))"
-CLIENT_BUCKETS = "sum by (le) (rate(locust_response_time_seconds_bucket[30s]))"
+WINDOW = f"[{RULE_WINDOW_SECONDS}s]"  # the recording rules' window, so these series read like theirs
+SERVER_BUCKETS = f"sum by (le) (rate(lab_http_request_duration_seconds_bucket{{{MODEL_ROUTES}}}{WINDOW}))"
+CLIENT_BUCKETS = f"sum by (le) (rate(locust_response_time_seconds_bucket{WINDOW}))"
 
 # name -> (PromQL, unit); every one is a single series.
 SERIES: dict[str, tuple[str, str]] = {
@@ -44,7 +45,7 @@ SERIES: dict[str, tuple[str, str]] = {
     "wait_per_service": ("job:lab_request_wait_per_service:ratio_rate30s", "ratio"),
     "event_loop_lag": ("job:lab_event_loop_lag_seconds:max", "s"),
     "batch_size": (
-        "sum(rate(lab_batch_size_sum[30s])) / (sum(rate(lab_batch_size_count[30s])) > 0)",
+        f"sum(rate(lab_batch_size_sum{WINDOW})) / (sum(rate(lab_batch_size_count{WINDOW})) > 0)",
         "requests",
     ),
     "locust_worker_cpu": ("max(locust_worker_cpu_percent)", "%"),
