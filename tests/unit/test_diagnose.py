@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import socket
-from pathlib import Path
 
 import pytest
 import yaml
 
 from experiments.diagnose import EVIDENCE, main
+from lab.paths import RULES_DIR
 
-RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules"
+RULES = RULES_DIR
 
 
 def normalized(text: str) -> str:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from lab.paths import REPO
 from lab.prometheus import advised_command, alerts
 from model_api.metrics import SCRAPE_TIME_FAMILIES, ApiMetrics, all_family_names
 from model_api.settings import Settings, env_name
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = REPO / "docs"
 
 
 def table_rows(path: Path, name: str = r"`([A-Za-z_]+)`") -> dict[str, list[str]]:

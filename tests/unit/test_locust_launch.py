@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.paths import LOCUST_DIR
 from lab_locust.launch import locustfile_problems, locustfile_spec, main, with_writable_reports
 
 
@@ -43,7 +44,7 @@ def test_an_option_without_its_value_is_left_for_locust_to_report():
     assert with_writable_reports(["--master", "--csv"], fallback=Path("/unused")) == (["--master", "--csv"], [])
 
 
-COURSE_FILE = Path(__file__).resolve().parents[2] / "locust" / "examples" / "course_classify.py"
+COURSE_FILE = LOCUST_DIR / "examples" / "course_classify.py"
 
 
 def test_the_locustfiles_come_from_the_option_else_the_environment_else_locusts_default():
