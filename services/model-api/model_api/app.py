@@ -44,11 +44,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await runtime.start()
-        except ModelArtifactError as error:
-            log.error("cannot start: %s", error)
-            raise
+        if settings.readiness_gate:  # no request reaches this worker before its start is over
+            try:
+                await runtime.start()
+            except ModelArtifactError as error:
+                log.error("cannot start: %s", error)
+                raise
+        else:  # the anti-pattern of the cold-start scenario: requests arrive while the models load
+            runtime.start_in_background()
         yield
         await runtime.stop()
 
@@ -74,5 +77,9 @@ def create_app(
 
 
 def create_gunicorn_app() -> FastAPI:
-    """The app as each gunicorn worker builds it: reporting on itself and its sibling workers."""
+    """The app as each gunicorn worker builds it: reporting on itself and its sibling workers, and logging where
+    gunicorn logs (with its format and level), so that a worker's own lines (ready, cannot start) show."""
+    gunicorn_log = logging.getLogger("gunicorn.error")
+    log.handlers, log.propagate = gunicorn_log.handlers, False
+    log.setLevel(gunicorn_log.level)
     return create_app(worker_pids=gunicorn_worker_pids, api_root_pid=gunicorn_master_pid)

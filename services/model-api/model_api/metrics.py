@@ -114,6 +114,22 @@ class ApiMetrics:
             multiprocess_mode="liveall",
             registry=registry,
         )
+        self.cold_start = Gauge(
+            "lab_cold_start_seconds",
+            "How long a worker's start took, by phase: fetch (the simulated model download), load (unpickling the "
+            "models), warm_up (the warm-up predictions), ready (from the process start to ready); the slowest worker.",
+            ["phase"],
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self.first_request = Gauge(
+            "lab_first_request_seconds",
+            "Latency of the first request a worker answered on each model route; the slowest worker's. Without a "
+            "warm-up, it pays for what the first prediction loads.",
+            ["route"],
+            multiprocess_mode="max",
+            registry=registry,
+        )
         self.threads_busy = Gauge(
             "lab_threadpool_threads_busy",
             "Threadpool threads running a sync handler, summed over live workers (sampled).",

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_api.metrics import ApiMetrics
+from model_api.vocabulary import MODEL_ROUTES
 
 UNMATCHED = "unmatched"  # the route label of any path the app has no route for: labels stay bounded
 
@@ -51,6 +52,7 @@ class InstrumentationMiddleware:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self.first_unanswered = set(MODEL_ROUTES)  # per worker: each builds its own app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,8 +69,12 @@ class InstrumentationMiddleware:
         def record(status: int) -> None:
             nonlocal recorded
             recorded = True
+            seconds = time.perf_counter() - received_at
             metrics.child(metrics.requests, route, method, str(status)).inc()
-            metrics.child(metrics.latency, route).observe(time.perf_counter() - received_at)
+            metrics.child(metrics.latency, route).observe(seconds)
+            if status == 200 and route in self.first_unanswered:  # this worker's first answer on a model route
+                self.first_unanswered.discard(route)
+                metrics.child(metrics.first_request, route).set(seconds)
 
         async def send_recording(message: Message) -> None:
             if message["type"] == "http.response.start" and not recorded:

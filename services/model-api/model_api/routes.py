@@ -23,6 +23,7 @@ WORKER_HEADER = "X-Worker-Pid"  # which gunicorn worker answered: shows how load
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Body larger than the limit"},
     422: {"model": ErrorBody, "description": "A field is missing, of the wrong type, or out of range"},
+    503: {"model": ErrorBody, "description": "The models are still loading (only with LAB_READINESS_GATE=false)"},
 }
 
 
@@ -31,6 +32,19 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]  # async, so resolving it never uses the threadpool
+NOT_LOADED = "the models are still loading in this worker (the readiness gate is off: LAB_READINESS_GATE=false)"
+
+
+async def get_loaded_runtime(request: Request) -> Runtime:
+    """The runtime, once its models can answer. Only a worker started without the readiness gate takes requests
+    before that; it answers 503 with Retry-After, the cold-start failures the gate prevents."""
+    runtime: Runtime = request.app.state.runtime
+    if not runtime.loaded:
+        raise HTTPException(503, runtime.failed or NOT_LOADED, headers={"Retry-After": "1"})
+    return runtime
+
+
+LoadedRuntimeDep = Annotated[Runtime, Depends(get_loaded_runtime)]
 
 
 def _start_stages(request: Request) -> Stages:
@@ -50,7 +64,7 @@ def _answer(runtime: Runtime, route: str, stages: Stages, body: Any) -> Response
 
 
 @router.post("/classify", response_model=CreditDecision, responses=_ERRORS, tags=["models"])
-async def classify(applicant: CreditApplicant, request: Request, runtime: RuntimeDep) -> Response:
+async def classify(applicant: CreditApplicant, request: Request, runtime: LoadedRuntimeDep) -> Response:
     """Credit risk: the probability that this applicant defaults, and the decision it leads to."""
     stages = _start_stages(request)
     probability = await runtime.workload.run(applicant.model_dump(), runtime.credit, stages)
@@ -58,7 +72,7 @@ async def classify(applicant: CreditApplicant, request: Request, runtime: Runtim
 
 
 @router.post("/predict", response_model=HousePrice, responses=_ERRORS, tags=["models"])
-async def predict(house: House, request: Request, runtime: RuntimeDep) -> Response:
+async def predict(house: House, request: Request, runtime: LoadedRuntimeDep) -> Response:
     """House price: the estimated price of this house."""
     stages = _start_stages(request)
     price = await runtime.workload.run(house.model_dump(), runtime.house, stages)
@@ -71,14 +85,18 @@ async def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/readyz", tags=["operations"], responses={503: {"description": "Still loading or warming up"}})
+@router.get("/readyz", tags=["operations"], responses={503: {"description": "Still loading or warming up, or failed"}})
 async def readyz(runtime: RuntimeDep) -> dict[str, Any]:
-    """Ready: the models are loaded and a warm-up prediction has run in this worker."""
-    if not runtime.ready:
-        raise HTTPException(503, "models not loaded and warmed up yet")
+    """Ready: the models are loaded and a warm-up prediction has run in this worker. Without the readiness gate
+    (LAB_READINESS_GATE=false) it says ready as soon as the worker answers, as a service without a readiness check
+    does: that is what lets the load in early."""
+    if runtime.failed or (not runtime.ready and runtime.settings.readiness_gate):
+        raise HTTPException(503, runtime.failed or "models not loaded and warmed up yet")
     return {
-        "status": "ready",
+        "status": "ready" if runtime.ready else "loading",
         "pid": os.getpid(),
+        # Seconds each phase of this worker's start took: fetch, load, warm_up, and ready (since the process began).
+        "cold_start": runtime.cold_start,
         "handler_style": runtime.settings.handler_style,
         # Threads per native pool (BLAS, OpenMP) where sync handlers predict: workers x threads should stay
         # within the CPUs.

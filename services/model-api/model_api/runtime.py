@@ -8,10 +8,11 @@ import gc
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio.to_thread
+import psutil
 import sklearn
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -57,7 +58,12 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.workload = Workload(settings)
-        self.ready = False
+        self.ready = False  # loaded and warm: what /readyz reports
+        self.loaded = False  # the model routes can answer (loaded, maybe not yet warm)
+        self.failed = ""  # why a start without the readiness gate failed
+        # Seconds each phase of this worker's start took (fetch, load, warm_up, ready: since the process started).
+        self.cold_start: dict[str, float] = {}
+        self._starting: asyncio.Task[None] | None = None
         self.native_threads: dict[str, int] = {}
         # Milliseconds one warm prediction took at start, per route: what this machine's core costs the model,
         # the figure a learner compares with the guide's (a knee scales with it).
@@ -93,13 +99,19 @@ class Runtime:
         }
 
     async def start(self) -> None:
-        """Load the models in this worker, size the thread pools, start the batcher and the monitor, warm up."""
+        """Fetch and load the models in this worker, size the thread pools, start the batcher and the monitor,
+        warm up. Each phase is timed: the cold start a learner sees on the dashboard (lab_cold_start_seconds)."""
         # One BLAS/OpenMP thread per worker by default, so that workers x threads stays within the CPU limit.
         # Under gunicorn the environment already says so (gunicorn.conf.py); this covers other servers, for
         # the thread that starts the app.
         threadpool_limits(limits=self.settings.blas_threads)
         anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.threadpool_size
-        self.models = load_models(self.settings.model_dir)
+        with self._phase("fetch"):
+            # A large model comes from a model store at start; here, a wait of that length (asyncio's, so that
+            # a worker without the readiness gate answers meanwhile).
+            await asyncio.sleep(self.settings.model_fetch_ms / 1000.0)
+        with self._phase("load"):
+            self.models = await anyio.to_thread.run_sync(load_models, self.settings.model_dir)
         models = self.models
         self.credit = Inference(predict_one=lambda applicant: models.default_probabilities([applicant])[0])
         self.house = Inference(predict_one=lambda house: models.house_prices([house])[0])
@@ -117,19 +129,47 @@ class Runtime:
                 for stage in self.workload.stages(batched=inference.batcher is not None):
                     self.metrics.child(self.metrics.stage, route, stage)  # exposed at zero from the first scrape
             self._monitor = asyncio.create_task(watch(self.metrics), name="loop-and-threadpool-monitor")
-        await self._warm_up()
+        self.loaded = True
+        if self.settings.warm_up:
+            with self._phase("warm_up"):
+                await self._warm_up()
         self.native_threads = await anyio.to_thread.run_sync(_native_threads)
         # Everything alive now (models, modules, app) lives as long as the worker. Without this, every full
         # garbage collection rescans those ~120,000 objects: a 70 ms pause on this machine, straight into P99.
         gc.collect()
         gc.freeze()
         self.ready = True
+        self.cold_start["ready"] = round(time.time() - psutil.Process().create_time(), 3)
+        if self.metrics is not None:
+            self.metrics.child(self.metrics.cold_start, "ready").set(self.cold_start["ready"])
         log.info(
-            "worker ready: %s handler, batching %s, %d threads",
+            "worker ready %.1fs after its start: %s handler, batching %s, %d threads, warm-up %s",
+            self.cold_start["ready"],
             self.settings.handler_style,
             "on" if self.settings.batching else "off",
             self.settings.threadpool_size,
+            "on" if self.settings.warm_up else "off",
         )
+
+    def start_in_background(self) -> None:
+        """Start without holding requests back (LAB_READINESS_GATE=false): the worker answers at once, and its
+        model routes answer 503 until the models are loaded."""
+
+        def done(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                self.failed = f"{type(task.exception()).__name__}: {task.exception()}"
+                log.error("cannot start: %s", self.failed)
+
+        self._starting = asyncio.create_task(self.start(), name="start-without-readiness-gate")
+        self._starting.add_done_callback(done)
+
+    @contextlib.contextmanager
+    def _phase(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.cold_start[phase] = round(time.perf_counter() - started, 3)
+        if self.metrics is not None:
+            self.metrics.child(self.metrics.cold_start, phase).set(self.cold_start[phase])
 
     async def _warm_up(self) -> None:
         # The first prediction pays for lazy imports and cache fills; do it before /readyz says yes,
@@ -146,6 +186,10 @@ class Runtime:
     async def stop(self) -> None:
         """Answer what is queued in the batcher, then stop the background tasks."""
         self.ready = False
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
         if self.credit.batcher is not None:
             await self.credit.batcher.stop()
         if self._monitor is not None:

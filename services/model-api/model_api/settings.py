@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(64, ge=1, le=1024, description="most requests in one batch")
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest a request waits for a batch to fill")
     metrics: bool = Field(True, description="record request metrics (off only to measure their cost)")
+    # Cold start (docs/scenarios/cold-start.md): what a worker does between its start and its first request.
+    model_fetch_ms: float = Field(
+        0.0, ge=0, le=600_000, description="simulated download of the models before they load, as a large model takes"
+    )
+    warm_up: bool = Field(True, description="run warm-up predictions before the worker says it is ready")
+    readiness_gate: bool = Field(
+        True,
+        description="a worker takes requests only once its models are loaded and warm; false: it takes them at once "
+        "(answering 503 until the models are loaded) and /readyz says ready as soon as it answers",
+    )
     approve_below: float = Field(0.25, gt=0, lt=1, description="default probability under which to approve")
     decline_from: float = Field(0.5, gt=0, le=1, description="default probability from which to decline")
     blas_threads: int = Field(1, ge=1, le=64, description="BLAS/OpenMP threads per worker")
