@@ -80,6 +80,7 @@ async def readyz(runtime: RuntimeDep) -> dict[str, Any]:
         "status": "ready",
         "pid": os.getpid(),
         "handler_style": runtime.settings.handler_style,
+        "model_runtime": runtime.settings.model_runtime,  # what runs the forests: sklearn or onnx
         # Threads per native pool (BLAS, OpenMP) where sync handlers predict: workers x threads should stay
         # within the CPUs.
         "native_threads": runtime.native_threads,

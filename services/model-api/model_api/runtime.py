@@ -88,6 +88,7 @@ class Runtime:
             "version": __version__,
             "sklearn_version": sklearn.__version__,
             "model": "random-forest",
+            "model_runtime": self.settings.model_runtime,
             "handler_style": self.settings.handler_style,
             "batching": str(self.settings.batching).lower(),
         }
@@ -99,7 +100,7 @@ class Runtime:
         # the thread that starts the app.
         threadpool_limits(limits=self.settings.blas_threads)
         anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.threadpool_size
-        self.models = load_models(self.settings.model_dir)
+        self.models = load_models(self.settings.model_dir, self.settings.model_runtime)
         models = self.models
         self.credit = Inference(predict_one=lambda applicant: models.default_probabilities([applicant])[0])
         self.house = Inference(predict_one=lambda house: models.house_prices([house])[0])
