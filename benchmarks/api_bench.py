@@ -1,5 +1,5 @@
 """API benchmarks with wrk: what metrics cost, what micro-batching gains, how long a scrape takes, how the
-handler styles compare. One run, side by side, on this machine; see benchmarks/README.md.
+handler styles compare, what ONNX Runtime changes. One run, side by side, on this machine; see benchmarks/README.md.
 
     python -m benchmarks.api_bench [--quick] [--duration 8] [--warmup 2] [--repeats 3]      (or `make bench`)
 
@@ -16,7 +16,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import handler_styles, instrumentation, scrape
+from benchmarks import handler_styles, instrumentation, model_runtimes, scrape
 from benchmarks.harness import Bench, Options, ensure_artifacts, progress, require_tools
 from benchmarks.machine import cpu_use, describe_machine
 from benchmarks.render import render
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None, default_model_dir: Path) -> tuple[Options
 
 
 def measure(options: Options, out_dir: Path, started: datetime) -> Report:
-    """Run the four benchmarks; the wrk scripts are kept in `out_dir`/lua so the command lines can be rerun."""
+    """Run the five benchmarks; the wrk scripts are kept in `out_dir`/lua so the command lines can be rerun."""
     report = Report(started_utc=started.isoformat(timespec="seconds"), machine=describe_machine(), options=options)
     lua_dir = out_dir / "lua"
     lua_dir.mkdir(parents=True, exist_ok=True)
@@ -72,6 +72,7 @@ def measure(options: Options, out_dir: Path, started: datetime) -> Report:
         report.instrumentation = instrumentation.run(bench)
         report.matrix = handler_styles.run(bench)
         report.batching = handler_styles.batching_from_matrix(report.matrix)
+        report.runtimes = model_runtimes.run(bench, report.matrix)
         report.scrape = scrape.run(bench)
     machine.after = cpu_use()
     report.warnings = collect_warnings(report)
@@ -88,7 +89,7 @@ def save(report: Report, out_dir: Path, stamp: str) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the four benchmarks, print the tables, save them; a failure is one line on stderr and exit code 1."""
+    """Run the five benchmarks, print the tables, save them; a failure is one line on stderr and exit code 1."""
     # The one read of the environment here; children get a copy without any LAB_ knob (clean_env).
     options, out_dir = parse_args(argv, Path(os.environ.get("LAB_MODEL_DIR") or MODEL_DIR))
     started = datetime.now(UTC)

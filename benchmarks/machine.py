@@ -16,7 +16,7 @@ import psutil
 from lab.processes import clean_env
 
 BUSY_MACHINE_PCT = 10.0  # CPU use by others above which the report warns that its numbers are noisy
-SERVER_PACKAGES = ("gunicorn", "uvicorn", "fastapi", "scikit-learn", "prometheus-client")
+SERVER_PACKAGES = ("gunicorn", "uvicorn", "fastapi", "scikit-learn", "onnxruntime", "prometheus-client")
 
 
 @dataclass

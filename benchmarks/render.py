@@ -12,6 +12,7 @@ from benchmarks.handler_styles import (
 )
 from benchmarks.harness import CLIENT_CORE, SERVER_CORE
 from benchmarks.instrumentation import SATURATION_CONNECTIONS, TARGET_METRICS_DROP_PCT, InstrumentationResult
+from benchmarks.model_runtimes import RuntimeComparison
 from benchmarks.report import Report
 from benchmarks.scrape import TARGET_SCRAPE_MS, ScrapeResult
 from benchmarks.wrk import WRK_THREADS, WRK_TIMEOUT, WrkResult
@@ -149,6 +150,27 @@ def render_matrix(results: list[WrkResult]) -> str:
     )
 
 
+def render_runtimes(comparisons: list[RuntimeComparison]) -> str:
+    """Benchmark 5: each style and number of connections, scikit-learn beside ONNX Runtime, with the ratios."""
+    rows = [
+        [c.style, str(c.connections), f"{c.sklearn.rps:,.0f}", f"{c.onnx.rps:,.0f}", f"{c.rps_ratio:.2f}x",
+         f"{c.sklearn.p50_ms:.2f}", f"{c.onnx.p50_ms:.2f}", f"{c.p50_ratio:.2f}x", f"{c.sklearn.p99_ms:.2f}",
+         f"{c.onnx.p99_ms:.2f}", c.onnx.describe_errors()]
+        for c in comparisons
+    ]  # fmt: skip
+    header = ["style", "connections", "req/s sklearn", "req/s onnx", "onnx/sklearn req/s", "P50 ms sklearn",
+              "P50 ms onnx", "onnx/sklearn P50", "P99 ms sklearn", "P99 ms onnx", "errors (onnx)"]  # fmt: skip
+    return "\n\n".join(
+        [
+            "## 5. Model runtimes: POST /classify, 1 worker on 1 core, ONNX Runtime beside scikit-learn",
+            numbers(header, rows),
+            "The scikit-learn figures are the matrix's points of the same style and connections (benchmark 4); "
+            "the ONNX ones ran the same knobs with `LAB_MODEL_RUNTIME=onnx`. A reference, with no target: above "
+            "1x in req/s (below 1x in P50), ONNX Runtime serves more (answers faster).",
+        ]
+    )
+
+
 def render(report: Report) -> str:
     """The whole report in Markdown."""
     sections = [render_header(report)]
@@ -160,6 +182,8 @@ def render(report: Report) -> str:
         sections.append(render_scrape(report.scrape))
     if report.matrix:
         sections.append(render_matrix(report.matrix))
+    if report.runtimes:
+        sections.append(render_runtimes(report.runtimes))
     if report.warnings:
         sections.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in report.warnings))
     commands = "\n".join(r.command for r in report.all_runs())

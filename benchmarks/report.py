@@ -10,6 +10,7 @@ from benchmarks.handler_styles import TARGET_BATCHING_P99_MS, TARGET_BATCHING_RA
 from benchmarks.harness import Options
 from benchmarks.instrumentation import TARGET_METRICS_DROP_PCT, InstrumentationResult
 from benchmarks.machine import Machine, busy_warnings
+from benchmarks.model_runtimes import RuntimeComparison
 from benchmarks.scrape import TARGET_SCRAPE_MS, ScrapeResult
 from benchmarks.wrk import WrkResult
 
@@ -25,12 +26,14 @@ class Report:
     batching: BatchingResult | None = None
     scrape: ScrapeResult | None = None
     matrix: list[WrkResult] = field(default_factory=list)
+    runtimes: list[RuntimeComparison] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def all_runs(self) -> list[WrkResult]:
         """Every measured wrk run, in the order it ran."""
         runs = list(self.instrumentation.runs) if self.instrumentation else []
         runs += self.matrix
+        runs += [comparison.onnx for comparison in self.runtimes]  # their scikit-learn side is in the matrix
         runs += self.scrape.traffic if self.scrape else []
         return runs
 

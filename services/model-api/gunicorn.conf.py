@@ -44,7 +44,12 @@ def on_starting(server):
     except ModelArtifactError as error:
         server.log.error("cannot start the model API: %s", error)
         raise SystemExit(1) from None
-    server.log.info("models in %s, trained with scikit-learn %s", settings.model_dir, metadata["sklearn_version"])
+    server.log.info(
+        "models in %s, trained with scikit-learn %s, served by %s",
+        settings.model_dir,
+        metadata["sklearn_version"],
+        settings.model_runtime,
+    )
     if not settings.metrics:
         return
     if settings.multiproc_dir is None:

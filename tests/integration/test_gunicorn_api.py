@@ -21,10 +21,16 @@ from lab.polling import wait_for
 from lab.processes import stop
 from model_api import data
 from model_api.artifacts import METADATA
+from model_api.vocabulary import MODEL_RUNTIMES
 
 
 def post(url: str, path: str, body: dict) -> httpx2.Response:
     return httpx2.post(url + path, json=body, timeout=30)  # a new connection each time, so workers take turns
+
+
+def served_runtime(url: str) -> str:
+    """The model runtime that the worker answering /readyz (on a new connection) says it serves with."""
+    return httpx2.get(url + "/readyz", timeout=5).json()["model_runtime"]
 
 
 @pytest.fixture(scope="module")
@@ -191,16 +197,20 @@ def test_a_graceful_stop_answers_the_requests_in_flight(tmp_path, model_dir):
         stop(process)
 
 
-def test_batching_under_gunicorn_groups_requests_and_answers_each_its_own(tmp_path, model_dir):
-    env = {"LAB_HANDLER_STYLE": "async", "LAB_BATCHING": "true", "LAB_BATCH_MAX_WAIT_MS": "10"}
+@pytest.mark.parametrize("model_runtime", MODEL_RUNTIMES)
+def test_batching_under_gunicorn_groups_requests_and_answers_each_its_own(tmp_path, model_dir, model_runtime):
+    runtime = {"LAB_MODEL_RUNTIME": model_runtime}
+    env = {**runtime, "LAB_HANDLER_STYLE": "async", "LAB_BATCHING": "true", "LAB_BATCH_MAX_WAIT_MS": "10"}
     applicants = data.applicants(seed=5)
     bodies = [next(applicants) for _ in range(48)]
-    with running_api(tmp_path / "plain", model_dir, workers=1) as plain:
+    with running_api(tmp_path / "plain", model_dir, workers=1, **runtime) as plain:
         expected = [post(plain.url, "/classify", body).json() for body in bodies]
     with running_api(tmp_path / "batched", model_dir, workers=2, **env) as api, ThreadPoolExecutor(16) as pool:
         answers = [response.json() for response in pool.map(lambda b: post(api.url, "/classify", b), bodies)]
         samples = parse(api.metrics())
+        served_by = {served_runtime(api.url) for _ in range(10)}
 
+    assert served_by == {model_runtime}
     assert answers == expected
     batches = total(samples, "lab_batch_size_count")
     grouped = total(samples, "lab_batch_size_sum")

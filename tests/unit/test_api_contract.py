@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from model_api import data
 from model_api.app import create_app
 from model_api.settings import Settings
+from model_api.vocabulary import MODEL_RUNTIMES
 
 APPLICANT = data.COURSE_APPLICANT
 
@@ -224,6 +225,19 @@ def test_readiness_says_what_one_prediction_of_each_model_costs_on_this_machine(
     cost = client.get("/readyz").json()["model_ms"]
     assert set(cost) == {"/classify", "/predict"}
     assert all(0 < ms < 10_000 for ms in cost.values()), cost
+
+
+@pytest.mark.parametrize("model_runtime", MODEL_RUNTIMES)
+def test_readiness_names_the_runtime_that_serves_the_models(make_client, model_runtime):
+    client = make_client(model_runtime=model_runtime)
+
+    ready = client.get("/readyz").json()
+    answer = client.post("/classify", json=APPLICANT)
+
+    assert ready["model_runtime"] == model_runtime
+    assert set(ready["model_ms"]) == {"/classify", "/predict"}
+    assert answer.status_code == 200
+    assert 0 <= answer.json()["default_probability"] <= 1
 
 
 def test_readiness_is_503_until_the_models_are_loaded_and_warm(model_dir):

@@ -13,6 +13,7 @@ from benchmarks.handler_styles import batching_from_matrix
 from benchmarks.harness import Options
 from benchmarks.instrumentation import summarize
 from benchmarks.machine import CpuUse, Machine, busy_warnings, cpu_use
+from benchmarks.model_runtimes import compare, onnx_label
 from benchmarks.render import render
 from benchmarks.report import Report, collect_warnings
 from benchmarks.scrape import percentile
@@ -169,6 +170,31 @@ def test_batching_is_the_ratio_of_the_two_async_points_at_64_connections():
     assert batching.ratio == pytest.approx(988 / 62)
     assert batching.ratio_met
     assert batching.p99_met
+
+
+def test_an_onnx_point_is_paired_with_the_matrix_s_scikit_learn_point_of_the_same_style_and_connections():
+    matrix = [result("async c=1", 150), result("async c=64", 62), result("async+batching c=64", 988)]
+
+    comparison = compare(matrix, "async+batching", 64, result(onnx_label("async+batching", 64), 1976))
+
+    assert comparison.sklearn.label == "async+batching c=64"
+    assert comparison.rps_ratio == pytest.approx(2.0)
+    assert comparison.p50_ratio == pytest.approx(1.0)
+
+
+def test_the_report_shows_onnx_beside_scikit_learn_and_warns_of_the_onnx_runs_errors(tmp_path):
+    options = Options(duration_s=2, warmup_s=1, repeats=1, scrapes=50, model_dir=tmp_path, quick=True)
+    report = Report("2026-01-01T00:00:00+00:00", machine(3.0, 3.0), options)
+    report.matrix = [result("async c=64", 62)]
+    report.runtimes = [compare(report.matrix, "async", 64, result(onnx_label("async", 64), 93, timeout=2))]
+
+    report.warnings = collect_warnings(report)
+    text = render(report)
+
+    assert report.warnings == ["async onnx c=64 (/classify): 2 timeout"]
+    assert "| async | 64 | 62 | 93 | 1.50x | 1.50 | 1.50 | 1.00x | 10.00 | 10.00 | 2 timeout |" in text
+    assert "wrk async onnx c=64" in text.split("## wrk command lines")[1]
+    assert json.loads(report.to_json())["runtimes"][0]["onnx"]["rps"] == 93
 
 
 @pytest.mark.parametrize(("count", "p", "expected"), [(50, 99, 50), (200, 99, 198), (50, 50, 25), (1, 99, 1)])

@@ -66,7 +66,7 @@ def test_connections_no_one_accepted_are_read_from_this_kernel():
 
 def test_the_service_collector_exposes_the_slo_and_leaves_out_an_unknown_queue():
     registry = CollectorRegistry()
-    labels = dict.fromkeys(("version", "sklearn_version", "model", "handler_style", "batching"), "x")
+    labels = dict.fromkeys(("version", "sklearn_version", "model", "model_runtime", "handler_style", "batching"), "x")
     registry.register(ServiceCollector(labels, 0.25, lambda: None))
 
     samples = parse(generate_latest(registry).decode())

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from model_api import data
-from model_api.artifacts import METADATA, ModelArtifactError, check_artifacts
+from model_api.artifacts import CREDIT_ONNX, HOUSE_ONNX, METADATA, ModelArtifactError, check_artifacts
 from model_api.models import load_models
+from model_api.vocabulary import MODEL_RUNTIMES
+
+# Rows no model was trained on: the same generator with another seed.
+HELD_OUT_SEED = data.DATA_SEED + 1
 
 
 def test_the_synthetic_data_is_the_same_for_the_same_seed_and_differs_for_another():
@@ -67,16 +72,46 @@ def test_training_writes_metadata_with_version_seed_and_holdout_metrics(model_di
     assert 0.6 < metadata["credit_risk"]["holdout_auc"] <= 1.0
     assert metadata["credit_risk"]["n_estimators"] == 200
     assert 0 < metadata["house_price"]["holdout_mape"] < 0.5
+    assert set(metadata["onnx_versions"]) == {"skl2onnx", "onnx", "onnxruntime"}
+    assert (model_dir / CREDIT_ONNX).is_file()
+    assert (model_dir / HOUSE_ONNX).is_file()
 
 
-def test_the_loaded_models_predict(model_dir):
-    models = load_models(model_dir)
+@pytest.mark.parametrize("model_runtime", MODEL_RUNTIMES)
+def test_the_loaded_models_predict(model_dir, model_runtime):
+    models = load_models(model_dir, model_runtime)
 
     [probability] = models.default_probabilities([data.COURSE_APPLICANT])
     [price] = models.house_prices([data.COURSE_HOUSE])
 
+    assert models.model_runtime == model_runtime
     assert 0 <= probability <= 1
     assert price > 0
+
+
+def test_onnx_and_scikit_learn_agree_within_1e_5_on_held_out_rows(model_dir):
+    applicants, _ = data.credit_dataset(2000, seed=HELD_OUT_SEED)
+    houses, _ = data.house_dataset(1000, seed=HELD_OUT_SEED)
+    sklearn, onnx = load_models(model_dir, "sklearn"), load_models(model_dir, "onnx")
+
+    probabilities = np.array(sklearn.default_probabilities(applicants))
+    prices = np.array(sklearn.house_prices(houses))
+
+    np.testing.assert_allclose(onnx.default_probabilities(applicants), probabilities, rtol=0, atol=1e-5)
+    # Prices are around a million dollars: float32 holds them to about 1e-7 of their size, so the bound is relative.
+    np.testing.assert_allclose(onnx.house_prices(houses), prices, rtol=1e-5, atol=0)
+    assert len(set(probabilities.round(3))) > 100, "too few distinct probabilities for the comparison to mean much"
+
+
+@pytest.mark.parametrize("model_runtime", MODEL_RUNTIMES)
+def test_both_runtimes_answer_a_batch_row_for_row_as_one_row_at_a_time(model_dir, model_runtime):
+    models = load_models(model_dir, model_runtime)
+    applicants, _ = data.credit_dataset(64, seed=HELD_OUT_SEED)
+
+    batched = models.default_probabilities(applicants)
+    one_by_one = [models.default_probabilities([applicant])[0] for applicant in applicants]
+
+    assert batched == pytest.approx(one_by_one, abs=1e-6)
 
 
 def test_artifacts_from_another_scikit_learn_are_refused_with_a_retrain_hint(model_dir, tmp_path):
@@ -87,7 +122,7 @@ def test_artifacts_from_another_scikit_learn_are_refused_with_a_retrain_hint(mod
     (copy / METADATA).write_text(json.dumps(metadata))
 
     with pytest.raises(ModelArtifactError, match=r"trained with scikit-learn 0\.24\.2.*retrain.*model_api\.train"):
-        load_models(copy)
+        load_models(copy, "sklearn")
 
 
 def test_missing_artifacts_say_how_to_train(tmp_path):
@@ -95,10 +130,11 @@ def test_missing_artifacts_say_how_to_train(tmp_path):
         check_artifacts(tmp_path)
 
 
-def test_an_incomplete_artifact_folder_is_refused(model_dir, tmp_path):
+@pytest.mark.parametrize("missing", ["credit_risk.joblib", CREDIT_ONNX, HOUSE_ONNX])
+def test_an_incomplete_artifact_folder_is_refused_with_a_retrain_hint(model_dir, tmp_path, missing):
     copy = tmp_path / "partial"
     shutil.copytree(model_dir, copy)
-    (copy / "credit_risk.joblib").unlink()
+    (copy / missing).unlink()
 
-    with pytest.raises(ModelArtifactError, match="missing model artifact"):
+    with pytest.raises(ModelArtifactError, match=rf"missing model artifact .*{missing}.*retrain"):
         check_artifacts(copy)

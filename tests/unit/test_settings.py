@@ -20,6 +20,7 @@ def test_defaults_are_the_baseline_scenario(env):
     assert settings.handler_style == "sync"
     assert settings.downstream_latency_ms == 0
     assert settings.batching is False
+    assert settings.model_runtime == "sklearn"
     assert settings.metrics is True
     assert settings.threadpool_size == 40
     assert settings.web_concurrency == 1
@@ -32,6 +33,7 @@ def test_knobs_are_read_from_lab_variables(env):
     env.setenv("LAB_DOWNSTREAM_LATENCY_MS", "50")
     env.setenv("LAB_DOWNSTREAM_JITTER_MS", "10")
     env.setenv("LAB_BATCHING", "true")
+    env.setenv("LAB_MODEL_RUNTIME", "onnx")
     env.setenv("WEB_CONCURRENCY", "3")
     env.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/x")
 
@@ -40,6 +42,7 @@ def test_knobs_are_read_from_lab_variables(env):
     assert settings.handler_style == "async-blocking"
     assert (settings.downstream_latency_ms, settings.downstream_jitter_ms) == (50, 10)
     assert settings.batching is True
+    assert settings.model_runtime == "onnx"
     assert settings.web_concurrency == 3
     assert settings.multiprocess
 
@@ -53,6 +56,7 @@ def test_knobs_are_read_from_lab_variables(env):
         ("LAB_BATCH_MAX_SIZE", "lots", "LAB_BATCH_MAX_SIZE: Input should be a valid integer"),
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY"),
         ("LAB_METRICS", "perhaps", "LAB_METRICS"),
+        ("LAB_MODEL_RUNTIME", "tensorflow", "LAB_MODEL_RUNTIME: Input should be 'sklearn' or 'onnx'"),
     ],
 )
 def test_a_bad_variable_is_named_in_the_error(env, variable, value, said):

@@ -10,6 +10,7 @@ import pytest
 from lab.exposition import parse, total
 from model_api import data
 from model_api.metrics import all_family_names
+from model_api.vocabulary import MODEL_RUNTIMES
 from model_api.workload import Stages, burn_cpu
 
 
@@ -83,12 +84,13 @@ def test_the_downstream_stage_takes_the_configured_latency(make_client):
     assert spent >= 0.040
 
 
+@pytest.mark.parametrize("model_runtime", MODEL_RUNTIMES)
 @pytest.mark.parametrize("style", ["sync", "async", "async-blocking"])
-def test_batching_answers_every_concurrent_caller_its_own_applicant(make_client, style):
-    client = make_client(handler_style=style, batching=True, batch_max_wait_ms=20)
+def test_batching_answers_every_concurrent_caller_its_own_applicant(make_client, style, model_runtime):
+    client = make_client(handler_style=style, batching=True, batch_max_wait_ms=20, model_runtime=model_runtime)
     applicants = data.applicants(seed=3)
     bodies = [next(applicants) for _ in range(24)]
-    alone = make_client(handler_style="async")
+    alone = make_client(handler_style="async", model_runtime=model_runtime)
     expected = [alone.post("/classify", json=body).json() for body in bodies]
 
     with ThreadPoolExecutor(max_workers=12) as pool:
@@ -146,10 +148,11 @@ def test_metrics_can_be_switched_off_and_requests_still_succeed(make_client):
 
 
 def test_build_info_says_what_runs(make_client):
-    client = make_client(handler_style="async", batching=True)
+    client = make_client(handler_style="async", batching=True, model_runtime="onnx")
 
     samples = parse(client.get("/metrics").text)
     [(labels, value)] = [(dict(lbl), v) for (name, lbl), v in samples.items() if name == "lab_build_info"]
     assert value == 1
     assert labels["handler_style"] == "async"
     assert labels["batching"] == "true"
+    assert labels["model_runtime"] == "onnx"

@@ -13,6 +13,10 @@ from typing import Any
 
 CREDIT_ARTIFACT = "credit_risk.joblib"
 HOUSE_ARTIFACT = "house_price.joblib"
+# The same two forests converted to ONNX (LAB_MODEL_RUNTIME=onnx); the DictVectorizer in front of each stays in
+# the .joblib pipeline, so that both runtimes turn a request into the same features.
+CREDIT_ONNX = "credit_risk.onnx"
+HOUSE_ONNX = "house_price.onnx"
 METADATA = "metadata.json"
 RETRAIN_HINT = "retrain with `python -m model_api.train` (or `make train`)"
 
@@ -46,7 +50,9 @@ def check_artifacts(model_dir: Path) -> dict[str, Any]:
             f"the models in {model_dir} were trained with scikit-learn {trained_with}, "
             f"but this is scikit-learn {installed}: {RETRAIN_HINT}"
         )
-    for name in (CREDIT_ARTIFACT, HOUSE_ARTIFACT):
+    # Every file, whichever runtime serves: training writes them all, so a folder without the .onnx files is
+    # from before they existed, and retraining is the answer either way.
+    for name in (CREDIT_ARTIFACT, HOUSE_ARTIFACT, CREDIT_ONNX, HOUSE_ONNX):
         if not (model_dir / name).is_file():
             raise ModelArtifactError(f"missing model artifact {model_dir / name}: {RETRAIN_HINT}")
     return metadata

@@ -51,7 +51,7 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "lab_build_info": (
         "gauge",
-        ("version", "sklearn_version", "model", "handler_style", "batching"),
+        ("version", "sklearn_version", "model", "model_runtime", "handler_style", "batching"),
         "Always 1; the labels say what is running.",
     ),
 }

@@ -1,38 +1,96 @@
-"""The two trained models: how they are loaded and how they predict."""
+"""The two trained models: how they are loaded and how they predict, with scikit-learn or with ONNX Runtime."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
+import onnxruntime
+from sklearn.feature_extraction import DictVectorizer
 from sklearn.pipeline import Pipeline
 
-from model_api.artifacts import CREDIT_ARTIFACT, HOUSE_ARTIFACT, check_artifacts
+from model_api.artifacts import CREDIT_ARTIFACT, CREDIT_ONNX, HOUSE_ARTIFACT, HOUSE_ONNX, check_artifacts
+from model_api.settings import ModelRuntime
+
+Predict = Callable[[list[dict[str, Any]]], np.ndarray]  # rows in, one number per row out, in order
+
+# The names in the ONNX graphs: the input train.py gives the forest, and the output skl2onnx writes with the
+# column to read (a classifier without ZipMap: "probabilities", whose column 1 is the probability of default;
+# a regressor: "variable", one column).
+ONNX_INPUT = "X"
+CREDIT_OUTPUT = ("probabilities", 1)
+HOUSE_OUTPUT = ("variable", 0)
+
+
+def onnx_session(model: Path | bytes) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime session that computes on the calling thread alone.
+
+    One intra-op and one inter-op thread: each gunicorn worker is one process with its own session, so any more
+    would have the workers fight over the cores, as LAB_BLAS_THREADS=1 prevents for scikit-learn's pools.
+    """
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    model_source = str(model) if isinstance(model, Path) else model
+    return onnxruntime.InferenceSession(model_source, options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class OnnxForest:
+    """A forest run by ONNX Runtime behind the DictVectorizer that scikit-learn fitted with it.
+
+    The forest is converted with float32 inputs: scikit-learn's trees compare float32 features too, so both
+    runtimes take the same branches; only the sums of the leaves differ, in the last float32 digits.
+    """
+
+    features: DictVectorizer
+    session: onnxruntime.InferenceSession
+    output: str
+    column: int
+
+    def __call__(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        x = self.features.transform(rows).astype(np.float32)
+        return self.session.run([self.output], {ONNX_INPUT: x})[0][:, self.column]
+
+
+def _sklearn_probability(pipeline: Pipeline) -> Predict:
+    return lambda rows: pipeline.predict_proba(rows)[:, 1]
 
 
 @dataclass(frozen=True)
 class Models:
-    """Loaded, version-checked pipelines, ready to predict."""
+    """Loaded, version-checked models, ready to predict with the runtime they were loaded for."""
 
-    credit: Pipeline
-    house: Pipeline
+    credit: Predict
+    house: Predict
     metadata: dict[str, Any]
+    model_runtime: ModelRuntime
 
     def default_probabilities(self, applicants: list[dict[str, Any]]) -> list[float]:
         """Probability of default for each applicant, in one call to the forest."""
-        return self.credit.predict_proba(applicants)[:, 1].tolist()
+        return self.credit(applicants).tolist()
 
     def house_prices(self, houses: list[dict[str, Any]]) -> list[float]:
-        return self.house.predict(houses).tolist()
+        return self.house(houses).tolist()
 
 
-def load_models(model_dir: Path) -> Models:
-    """Load both pipelines after `check_artifacts` has accepted them."""
+def load_models(model_dir: Path, model_runtime: ModelRuntime) -> Models:
+    """Load both models for `model_runtime` after `check_artifacts` has accepted the folder."""
     metadata = check_artifacts(model_dir)
+    credit: Pipeline = joblib.load(model_dir / CREDIT_ARTIFACT)
+    house: Pipeline = joblib.load(model_dir / HOUSE_ARTIFACT)
+    if model_runtime == "onnx":
+        # Only the DictVectorizers are kept: the scikit-learn forests are dropped with their pipelines.
+        return Models(
+            credit=OnnxForest(credit.named_steps["features"], onnx_session(model_dir / CREDIT_ONNX), *CREDIT_OUTPUT),
+            house=OnnxForest(house.named_steps["features"], onnx_session(model_dir / HOUSE_ONNX), *HOUSE_OUTPUT),
+            metadata=metadata,
+            model_runtime=model_runtime,
+        )
     return Models(
-        credit=joblib.load(model_dir / CREDIT_ARTIFACT),
-        house=joblib.load(model_dir / HOUSE_ARTIFACT),
-        metadata=metadata,
+        credit=_sklearn_probability(credit), house=house.predict, metadata=metadata, model_runtime=model_runtime
     )

@@ -98,6 +98,7 @@ async def readyz(runtime: RuntimeDep) -> dict[str, Any]:
         # Seconds each phase of this worker's start took: fetch, load, warm_up, and ready (since the process began).
         "cold_start": runtime.cold_start,
         "handler_style": runtime.settings.handler_style,
+        "model_runtime": runtime.settings.model_runtime,  # what runs the forests: sklearn or onnx
         # Threads per native pool (BLAS, OpenMP) where sync handlers predict: workers x threads should stay
         # within the CPUs.
         "native_threads": runtime.native_threads,

@@ -94,6 +94,7 @@ class Runtime:
             "version": __version__,
             "sklearn_version": sklearn.__version__,
             "model": "random-forest",
+            "model_runtime": self.settings.model_runtime,
             "handler_style": self.settings.handler_style,
             "batching": str(self.settings.batching).lower(),
         }
@@ -111,7 +112,9 @@ class Runtime:
             # a worker without the readiness gate answers meanwhile).
             await asyncio.sleep(self.settings.model_fetch_ms / 1000.0)
         with self._phase("load"):
-            self.models = await anyio.to_thread.run_sync(load_models, self.settings.model_dir)
+            self.models = await anyio.to_thread.run_sync(
+                load_models, self.settings.model_dir, self.settings.model_runtime
+            )
         models = self.models
         self.credit = Inference(predict_one=lambda applicant: models.default_probabilities([applicant])[0])
         self.house = Inference(predict_one=lambda house: models.house_prices([house])[0])

@@ -8,7 +8,10 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model_api.vocabulary import MODEL_RUNTIMES
+
 HandlerStyle = Literal["sync", "async", "async-blocking"]
+ModelRuntime = Literal[MODEL_RUNTIMES]  # type: ignore[valid-type]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "artifacts"
@@ -31,6 +34,11 @@ class Settings(BaseSettings):
     batching: bool = Field(False, description="group concurrent /classify requests into one model call")
     batch_max_size: int = Field(64, ge=1, le=1024, description="most requests in one batch")
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest a request waits for a batch to fill")
+    model_runtime: ModelRuntime = Field(
+        MODEL_RUNTIMES[0],
+        description="what runs the forests: sklearn, or onnx (ONNX Runtime, one thread per worker, on the forests "
+        "training exports beside the scikit-learn ones)",
+    )
     metrics: bool = Field(True, description="record request metrics (off only to measure their cost)")
     # Cold start (docs/scenarios/cold-start.md): what a worker does between its start and its first request.
     model_fetch_ms: float = Field(

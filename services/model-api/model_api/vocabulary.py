@@ -23,6 +23,10 @@ HEALTHY = "healthy"
 MODEL_ROUTES: tuple[str, ...] = ("/classify", "/predict")
 MODEL_ROUTES_REGEX = "|".join(MODEL_ROUTES)  # for a PromQL matcher: route=~"/classify|/predict"
 
+# What runs the two forests in a worker (LAB_MODEL_RUNTIME): scikit-learn itself, or ONNX Runtime on the forests
+# that training also exports to ONNX. The default first.
+MODEL_RUNTIMES: tuple[str, ...] = ("sklearn", "onnx")
+
 # Prometheus scrapes every target and evaluates every rule this often (prometheus/prometheus.yml); charts and
 # reports read one sample per step.
 STEP_SECONDS = 5
