@@ -43,8 +43,9 @@ lock: install ## re-resolve the pins (network): requirements.lock, then each ima
 	$(LOCK) $(API_DIR)/pyproject.toml -c requirements.lock -o $(API_DIR)/requirements.txt
 	$(LOCK) locust/requirements.in -c requirements.lock -o locust/requirements.txt
 
-# Retrained whenever the installed packages change: artifacts are tied to one scikit-learn version.
-$(ARTIFACTS): $(VENV)/.installed
+# Retrained whenever the installed packages or the training code change: artifacts are tied to one scikit-learn
+# version, and the API refuses a folder that lacks what training now writes (the ONNX files, say).
+$(ARTIFACTS): $(VENV)/.installed $(API_DIR)/model_api/train.py
 	$(BIN)/python -m model_api.train --out $(MODEL_DIR)
 
 train: install ## (re)train both models into services/model-api/artifacts

@@ -103,7 +103,9 @@ def test_a_worker_started_under_load_fails_requests_only_without_the_readiness_g
         assert during["503"] > 0, "the ungated worker answered nothing while its models loaded"
         assert set(during) <= {"200", "503"}
     # Every worker reports its start: the fetch took what was asked, and no warm-up phase ran.
-    phases = {labels[0][1]: value for (name, labels), value in scraped.items() if name == "lab_cold_start_seconds"}
+    phases = {
+        dict(labels)["phase"]: value for (name, labels), value in scraped.items() if name == "lab_cold_start_seconds"
+    }
     assert set(phases) == {"fetch", "load", "ready"}
     assert FETCH_MS / 1000 <= phases["fetch"] < FETCH_MS / 1000 + 2
     assert phases["ready"] >= phases["fetch"] + phases["load"]

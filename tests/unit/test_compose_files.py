@@ -11,7 +11,9 @@ from lab.paths import API_DIR, REPO
 
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
-DESIGN_SCENARIOS = {"baseline", "cpu-bound", "io-bound", "async-io", "blocking-async", "more-workers", "batching"}
+DESIGN_SCENARIOS = {
+    "baseline", "cpu-bound", "io-bound", "async-io", "blocking-async", "more-workers", "batching", "onnx", "cold-start",
+}  # fmt: skip
 
 
 def dotenv() -> dict[str, str]:

@@ -118,7 +118,7 @@ class ApiMetrics:
             "lab_cold_start_seconds",
             "How long a worker's start took, by phase: fetch (the simulated model download), load (unpickling the "
             "models), warm_up (the warm-up predictions), ready (from the process start to ready); the slowest worker.",
-            ["phase"],
+            ["phase", "model_runtime"],
             multiprocess_mode="max",
             registry=registry,
         )

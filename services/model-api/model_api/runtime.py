@@ -142,9 +142,7 @@ class Runtime:
         gc.collect()
         gc.freeze()
         self.ready = True
-        self.cold_start["ready"] = round(time.time() - psutil.Process().create_time(), 3)
-        if self.metrics is not None:
-            self.metrics.child(self.metrics.cold_start, "ready").set(self.cold_start["ready"])
+        self._record_phase("ready", time.time() - psutil.Process().create_time())
         log.info(
             "worker ready %.1fs after its start: %s handler, batching %s, %d threads, warm-up %s",
             self.cold_start["ready"],
@@ -170,9 +168,12 @@ class Runtime:
     def _phase(self, phase: str) -> Iterator[None]:
         started = time.perf_counter()
         yield
-        self.cold_start[phase] = round(time.perf_counter() - started, 3)
+        self._record_phase(phase, time.perf_counter() - started)
+
+    def _record_phase(self, phase: str, seconds: float) -> None:
+        self.cold_start[phase] = round(seconds, 3)
         if self.metrics is not None:
-            self.metrics.child(self.metrics.cold_start, phase).set(self.cold_start[phase])
+            self.metrics.child(self.metrics.cold_start, phase, self.settings.model_runtime).set(seconds)
 
     async def _warm_up(self) -> None:
         # The first prediction pays for lazy imports and cache fills; do it before /readyz says yes,
