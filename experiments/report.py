@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -16,6 +17,8 @@ import matplotlib.pyplot as plt
 
 from experiments.collect import RunSeries
 from lab.markdown import table
+from lab.paths import REPO
+from lab.profiling import Profile
 from model_api.vocabulary import HEALTHY, RULE_WINDOW_SECONDS, STEP_SECONDS, VERDICTS
 
 
@@ -128,6 +131,7 @@ class ExperimentReport:
     peaks: dict[str, float | None]  # per series of experiments.collect.SERIES
     steps: list[Step]
     series: RunSeries
+    profile: dict[str, Any] | None = None  # lab.profiling.Profile.to_json: the flame graph of the breaking step
 
     def measured_steps(self) -> list[dict[str, Any]]:
         """Locust's own measurement of each step (its requests only, after its ramp), the breaking one included."""
@@ -149,7 +153,11 @@ class ExperimentReport:
 
 
 def build_report(
-    scenario: str, mode: str, series: RunSeries, breaking_point: dict[str, Any] | None
+    scenario: str,
+    mode: str,
+    series: RunSeries,
+    breaking_point: dict[str, Any] | None,
+    profile: Profile | None = None,
 ) -> ExperimentReport:
     return ExperimentReport(
         scenario=scenario,
@@ -162,6 +170,7 @@ def build_report(
         peaks={name: peak(series, name) for name in series.values if name != "users"},
         steps=steps(series),
         series=series,
+        profile=profile.to_json() if profile else None,
     )
 
 
@@ -238,7 +247,28 @@ def _step_row(s: Step) -> list[str]:
     ]
 
 
-def summary_markdown(report: ExperimentReport) -> str:
+def _profile_lines(profile: dict[str, Any] | None, folder: Path | None) -> list[str]:
+    """The flame graph section: links to both files (relative to the summary's folder) and what they cover."""
+    if not profile:
+        return ["No flame graph: it is taken once the API nears its limit, unless `--no-profile` was given.", ""]
+
+    def link(path: str | Path) -> str:
+        return os.path.relpath(path, folder) if folder else str(path)
+
+    seconds = profile["ended"] - profile["started"]
+    return [
+        f"py-spy recorded {profile['process']} during {profile['note']} (about {seconds:.0f} s, with native "
+        "frames and waiting threads): the speedscope file covers the first half of that time, the flame graph "
+        f"the second half. How to open them: [profiling]({link(REPO / 'docs' / 'profiling.md')}).",
+        "",
+        f"- [flame graph (SVG, opens in a browser)]({link(profile['svg'])})",
+        f"- [speedscope JSON (open at https://www.speedscope.app)]({link(profile['speedscope'])})",
+        "",
+    ]
+
+
+def summary_markdown(report: ExperimentReport, folder: Path | None = None) -> str:
+    """The summary; `folder`, where it is written, makes the profile's links relative to it."""
     bp = report.breaking_point or {}
     verdicts = ", ".join(f"{v} {n}x" for v, n in report.verdicts.items()) or "none"
     lines = [
@@ -275,6 +305,9 @@ def summary_markdown(report: ExperimentReport) -> str:
         "",
         "![The run over time, coloured by verdict](timeline.png)",
         "",
+        "## Flame graph of the step at the breaking point",
+        "",
+        *_profile_lines(report.profile, folder),
     ]
     return "\n".join(lines)
 
@@ -369,7 +402,7 @@ def write_report(report: ExperimentReport, folder: Path) -> Path:
     chart_cpu([report], folder / "cpu_vs_users.png", f"{report.scenario}: CPU against users")
     chart_timeline(report, folder / "timeline.png")
     summary = folder / "summary.md"
-    summary.write_text(summary_markdown(report))
+    summary.write_text(summary_markdown(report, folder))
     return summary
 
 

@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.api import running_api
@@ -17,6 +18,14 @@ from lab.processes import find_tool
 from lab.prometheus import running_prometheus
 from lab.scenarios import api_service
 from lab.stack import Lab
+
+
+@dataclass
+class NativeLab(Lab):
+    """The native lab, with its processes' pids (what a profile records)."""
+
+    api_pid: int = 0  # the gunicorn master
+    locust_worker_pids: list[int] = field(default_factory=list)
 
 
 def native_cores(cpus: float, usable: Sequence[int] | None = None) -> str | None:
@@ -45,7 +54,7 @@ def native_lab(
     locust_env: dict[str, str] | None = None,
     workers: int | None = None,
     cpus: float | None = None,
-) -> Iterator[Lab]:
+) -> Iterator[NativeLab]:
     """The three processes, with `scenario`'s API settings (plus `api_env`; `workers` and `cpus` override its
     worker count and CPU limit). Without a container, the CPU limit is stood in for by pinning the API to as
     many cores (see `native_cores`); the API then reports its own processes' CPU against those cores."""
@@ -69,6 +78,7 @@ def native_lab(
             )
         )
         prometheus = stack.enter_context(running_prometheus(workdir, [host(api.url)], host(load.exporter_url)))
-        yield Lab(
-            prometheus_url=prometheus.url, locust_url=load.web_url, reports=reports, target=api.url, api_url=api.url
-        )
+        yield NativeLab(
+            prometheus_url=prometheus.url, locust_url=load.web_url, reports=reports, target=api.url, api_url=api.url,
+            api_pid=api.process.pid, locust_worker_pids=[worker.pid for worker in load.workers],
+        )  # fmt: skip

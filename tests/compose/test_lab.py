@@ -1,5 +1,6 @@
 """The lab on a real Docker engine: compose files valid, the stack up and scraped, a swarm through the
-balancer, scaling during a swarm, a knob changed, reports written whoever runs Docker, limits.
+balancer, scaling during a swarm, a knob changed, reports written whoever runs Docker, limits, a profile taken
+inside an API container.
 
 One lab for the whole module (two API replicas, two Locust workers); the tests run in file order and the last
 one stops it. Grafana joins only where its image is present (no registry here, and no stand-in for it).
@@ -24,6 +25,7 @@ from lab.exposition import parse, total
 from lab.grafana import panel_queries
 from lab.paths import REPO
 from lab.polling import wait_for
+from lab.profiling import compose_target, read_speedscope, record
 from lab.prometheus import advised_command, needs_balancer, recorded_series
 from lab.scenarios import api_service
 from model_api.vocabulary import MODEL_ROUTES_REGEX
@@ -287,6 +289,23 @@ def test_a_locustfile_that_is_not_there_is_named_in_the_masters_log_and_the_rest
         assert httpx2.get(f"{lab.api_url}/readyz", timeout=5).status_code == 200, "the API keeps running"
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=60, check=False)
+
+
+def test_a_profile_taken_inside_an_api_container_under_a_swarm_shows_its_workers_predicting(lab: ComposeLab, tmp_path):
+    """py-spy from the API image, as root with SYS_PTRACE, records gunicorn (PID 1) and its workers; both files
+    are copied out of the container."""
+    lab.start_swarm(user_count=10, spawn_rate=10, user_classes=["CreditRiskUser"])
+    try:
+        wait_for(lambda: lab.locust_stats()["user_count"] == 10, 60, "10 users")
+
+        profile = record(compose_target(lab, "api"), 4, tmp_path, "compose")
+    finally:
+        lab.stop_swarm()
+
+    samples = read_speedscope(profile.speedscope)
+    assert samples.share(lambda frame: frame.name == "UvicornWorker.run") > 0, "no worker was recorded"
+    assert samples.share(lambda frame: frame.name == "ForestClassifier.predict_proba") > 0
+    assert profile.svg.read_text().lstrip().startswith("<?xml")
 
 
 def test_stopping_a_swarming_lab_writes_the_html_and_csv_reports(lab: ComposeLab):

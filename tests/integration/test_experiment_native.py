@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from experiments.run import Plan, main, run_experiment
+from lab.profiling import read_speedscope
 from model_api.artifacts import METADATA
 from tests.support.tools import promtool
 
@@ -15,26 +17,35 @@ from tests.support.tools import promtool
 pytestmark = pytest.mark.timeout(480)
 
 
-def test_a_native_experiment_reports_the_blocked_event_loop(tmp_path, model_dir):
+def test_a_native_experiment_reports_the_blocked_event_loop_and_profiles_its_sleep(tmp_path, model_dir):
     promtool()  # skips naming Prometheus where it is missing (fails under LAB_REQUIRE_PROMETHEUS=1)
     plan = Plan(start_users=5, step_users=5, step_seconds=10, max_users=10)
 
     report, summary = run_experiment(
-        "blocking-async", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir
-    )
+        "blocking-async", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir,
+        profiles=tmp_path / "profiles",
+    )  # fmt: skip
 
     assert report.mode == "native"
     assert report.peaks["event_loop_lag"] > 0.1
     assert report.verdict == "event-loop-blocked"
     assert "**Verdict under load: event-loop-blocked**" in summary.read_text()
     assert (summary.parent / "timeline.png").is_file()
+    assert report.profile, "the API came near its limit, so the runner took a flame graph"
+    assert report.profile["process"].startswith("the API's gunicorn master")
+    samples = read_speedscope(Path(report.profile["speedscope"]))
+    assert samples.share(lambda frame: frame.name == "time_sleep") > 0.1
+    assert Path(report.profile["svg"]).name in summary.read_text()
 
 
 def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its_cpu_limit(tmp_path, model_dir):
     promtool()
     plan = Plan(start_users=10, step_users=10, step_seconds=15, max_users=40, wait_max=1)  # the proof's, to 40
 
-    report, summary = run_experiment("cpu-bound", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir)
+    # No profile: these CPU figures are the API's own, without py-spy pausing its workers 50 times a second.
+    report, summary = run_experiment(
+        "cpu-bound", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir, profiles=None
+    )
 
     peaks = report.peaks
     assert peaks["cpu_limit"] == 1  # cpus: 1, stood in for by one pinned core
@@ -53,7 +64,7 @@ def test_a_native_experiment_whose_api_cannot_start_ends_in_one_line_and_exit_co
     metadata = json.loads((stale / METADATA).read_text())
     (stale / METADATA).write_text(json.dumps({**metadata, "sklearn_version": "1.0.2"}))
 
-    code = main(["baseline", "--native", "--model-dir", str(stale), "--out", str(tmp_path / "out")])
+    code = main(["baseline", "--native", "--no-profile", "--model-dir", str(stale), "--out", str(tmp_path / "out")])
 
     error = capsys.readouterr().err
     assert code == 1
