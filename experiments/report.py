@@ -17,7 +17,6 @@ import matplotlib.pyplot as plt
 
 from experiments.collect import RunSeries
 from lab.markdown import table
-from lab.paths import REPO
 from lab.profiling import Profile
 from model_api.vocabulary import HEALTHY, RULE_WINDOW_SECONDS, STEP_SECONDS, VERDICTS
 
@@ -250,16 +249,17 @@ def _step_row(s: Step) -> list[str]:
 def _profile_lines(profile: dict[str, Any] | None, folder: Path | None) -> list[str]:
     """The flame graph section: links to both files (relative to the summary's folder) and what they cover."""
     if not profile:
-        return ["No flame graph: it is taken once the API nears its limit, unless `--no-profile` was given.", ""]
+        return ["No flame graph: `--no-profile` was given, the run measured no step, or py-spy could not record.", ""]
 
     def link(path: str | Path) -> str:
         return os.path.relpath(path, folder) if folder else str(path)
 
     seconds = profile["ended"] - profile["started"]
     return [
-        f"py-spy recorded {profile['process']} during {profile['note']} (about {seconds:.0f} s, with native "
-        "frames and waiting threads): the speedscope file covers the first half of that time, the flame graph "
-        f"the second half. How to open them: [profiling]({link(REPO / 'docs' / 'profiling.md')}).",
+        f"py-spy recorded {profile['process']} during {profile['note']}, once the run was measured, so that its "
+        f"pauses changed none of the figures above (about {seconds:.0f} s, with native frames and waiting "
+        "threads): the speedscope file covers the first half of that time, the flame graph the second half. "
+        "How to open and read them: `docs/profiling.md` in the lab's repository.",
         "",
         f"- [flame graph (SVG, opens in a browser)]({link(profile['svg'])})",
         f"- [speedscope JSON (open at https://www.speedscope.app)]({link(profile['speedscope'])})",

@@ -6,22 +6,21 @@
 
 Brings the lab up with the scenario's override, runs the breaking-point load shape through the distributed
 Locust (users in steps until P99 breaks the SLO), reads the run back from Prometheus, tears the lab down and
-writes reports/experiments/<scenario>/: summary.md, report.json and PNG charts. Once the API nears its limit,
-py-spy records each step in the background; the report links the flame graph of the last one, the step at the
-breaking point (in reports/profiles/; `--no-profile` turns this off).
+writes reports/experiments/<scenario>/: summary.md, report.json and PNG charts. Once measured, the step at the
+breaking point runs again under py-spy, and its flame graph goes beside the report (`--no-profile`: not).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,11 @@ from lab.errors import LabError
 from lab.native import native_lab
 from lab.paths import MODEL_DIR, REPO, SCENARIOS_DIR
 from lab.polling import wait_for
-from lab.profiling import PROFILES_DIR, Profile, record, target_in
+from lab.profiling import Profile, record, target_in
 from lab.stack import Lab
-from model_api.vocabulary import BREAKING_POINT, DIAGNOSIS_LAG_SECONDS, HEALTHY, SLO_MS
+from model_api.vocabulary import BREAKING_POINT, DIAGNOSIS_LAG_SECONDS, LOAD_GENERATOR_SATURATED, SLO_MS
 
-LOAD_GENERATOR_SATURATED = "load-generator-saturated"  # the verdict that profiles a Locust worker instead
+PROFILE_SECONDS = 10  # the profiling step: the speedscope file records its first half, the SVG its second
 
 DEFAULT_OUT = REPO / "reports" / "experiments"
 LOCUST_WORKERS = 2
@@ -114,99 +113,43 @@ def wait_for_lab(lab: Lab, scenario: str) -> None:
         + (f", Grafana {lab.grafana_url}" if lab.grafana_url else ""))  # fmt: skip
 
 
-@dataclass
-class StepProfiles:
-    """The runner's automatic flame graph. py-spy records the first step (nothing is known of it yet: a run may
-    break there) and each later step once the live figures show the API near its limit, from when the step's
-    users have spawned, for half the step, in the background (the runner keeps polling). The last recording
-    that ended while the load ran is kept: the breaking-point shape stops at the end of the step that broke,
-    so that is the step at the breaking point. The target is the API, or a Locust worker while the diagnosis
-    says the load generator is saturated."""
-
-    lab: Lab
-    scenario: str
-    plan: Plan
-    folder: Path
-    kept: Profile | None = None
-    problem: str = ""  # why there is no profile, once recording failed
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "profile"))
-    _running: Future[Profile] | None = None
-    _profiled: int = 0  # the users of the last step recorded
-
-    def near_limit(self, figures: dict[str, Any]) -> bool:
-        """Client P99 above half the SLO, failures, the CPU at 80% of its limit, or any verdict but healthy."""
-        p99, failures, cpu, verdict = (figures.get(k) for k in ("p99", "failures", "cpu", "verdict"))
-        return bool(
-            (p99 and p99 * 1000 > self.plan.slo_ms / 2)
-            or (failures and failures > 0)
-            or (cpu and cpu >= 0.8)
-            or (verdict and verdict != HEALTHY)
-        )
-
-    def poll(self, users: int, figures: dict[str, Any]) -> None:
-        """Keep a recording that has finished; start one when a new step has spawned its users near the limit."""
-        self._collect(stopped=None)
-        steps = range(self.plan.start_users, self.plan.max_users + 1, self.plan.step_users)
-        if self._running or self.problem or users not in steps or users <= self._profiled:
-            return
-        known = any(figures.get(k) is not None for k in ("p99", "failures", "cpu", "verdict"))
-        if known and not self.near_limit(figures):
-            return
-        which = "locust" if figures.get("verdict") == LOAD_GENERATOR_SATURATED else "api"
-        seconds = max(2, int(self.plan.step_seconds / 2))
-        self._profiled = users
+def profile_breaking_step(
+    lab: Lab, scenario: str, plan: Plan, summary: dict[str, Any] | None, verdict: str, folder: Path
+) -> Profile | None:
+    """The step at the breaking point again, once the run is measured, this time under py-spy: the users of the
+    step that broke (or of the last one, if none did), all started at once, for PROFILE_SECONDS. Recorded after the
+    measurement, so that py-spy's pauses (native frames need the process stopped for each sample) change no figure
+    of the report. The target is the API, or a Locust worker when the verdict says the load generator was the
+    bottleneck. None, said why, when it cannot be taken: a profile never fails the experiment."""
+    step = (summary or {}).get("breaking_step") or (summary or {}).get("last_held")
+    if not step:
+        say(scenario, "no profile: the run measured no step")
+        return None
+    users = int(step["users"])
+    try:
+        target = target_in(lab, "locust" if verdict == LOAD_GENERATOR_SATURATED else "api")
+        say(scenario, f"profiling {target.description} for {PROFILE_SECONDS}s under the breaking step's {users} users")
+        lab.start_swarm(user_count=users, spawn_rate=users, wait_max=plan.wait_max, slo_ms=plan.slo_ms)
         try:
-            target = target_in(self.lab, which)
-        except LabError as error:
-            self.problem = str(error)
-            return
-        say(self.scenario, f"profiling {target.description} for {seconds}s during the step of {users} users")
-        self._running = self._pool.submit(
-            record, target, seconds, self.folder, self.scenario, f"the step of {users} users"
-        )
-
-    def _collect(self, stopped: float | None) -> None:
-        if self._running is None or (stopped is None and not self._running.done()):
-            return
-        future, self._running = self._running, None
-        try:
-            profile = future.result()
-        except LabError as error:
-            self.problem = str(error)
-            say(self.scenario, f"no profile: {error}")
-            return
-        if stopped is not None and profile.ended > stopped:  # it outlived the load: part of it is idle
-            profile.remove()
-            return
-        if self.kept:
-            self.kept.remove()
-        self.kept = profile
-
-    def finish(self, stopped: float) -> Profile | None:
-        """The profile kept once the load has stopped at `stopped` (Unix seconds)."""
-        self._collect(stopped)
-        self._pool.shutdown()
-        return self.kept
+            wait_for(lambda: lab.locust_stats()["user_count"] == users, 60, f"{users} users to spawn", 0.5)
+            return record(target, PROFILE_SECONDS, folder, scenario, f"the breaking step again ({users} users)")
+        finally:
+            lab.stop_swarm()
+    except LabError as error:
+        say(scenario, f"no profile: {error}")
+        return None
 
 
-def run_load(
-    lab: Lab, scenario: str, plan: Plan, progress_every: float = 5, profiles: StepProfiles | None = None
-) -> tuple[float, float]:
-    """Run the breaking-point shape to its end, printing progress (and profiling, if asked); returns the run's
-    (start, end) times."""
+def run_load(lab: Lab, scenario: str, plan: Plan, progress_every: float = 5) -> tuple[float, float]:
+    """Run the breaking-point shape to its end, printing progress; returns the run's (start, end) times."""
     started = time.time()
     lab.start_swarm(**plan.form())
     deadline = time.monotonic() + plan.longest()
-    printed, figures = 0.0, {}
-    while (stats := lab.locust_stats())["state"] not in {"stopped", "ready"}:
+    while lab.locust_state() not in {"stopped", "ready"}:
         if time.monotonic() > deadline:
             raise LabError(f"the breaking-point run did not stop within {plan.longest():.0f}s")
-        if time.monotonic() - printed >= progress_every:
-            figures, printed = live(lab), time.monotonic()
-            say(scenario, f"{time.time() - started:5.0f}s  {now_line(figures)}")
-        if profiles:
-            profiles.poll(stats["user_count"], figures)
-        time.sleep(1)  # the pace of polling: a step's start is seen within a second
+        say(scenario, f"{time.time() - started:5.0f}s  {now_line(live(lab))}")
+        time.sleep(progress_every)
     return started, time.time()
 
 
@@ -256,12 +199,13 @@ def run_experiment(
     native: bool = False,
     progress_every: float = 5,
     model_dir: Path = MODEL_DIR,
-    profiles: Path | None = PROFILES_DIR,
+    profile: bool = True,
 ) -> tuple[ExperimentReport, Path]:
     """Run `scenario` under `plan`; returns the report and the path of its summary. A native run serves the
-    models in `model_dir`; the compose lab trains its own into its image. The flame graph of the step at the
-    breaking point goes to `profiles` (None: no profile)."""
+    models in `model_dir`; the compose lab trains its own into its image. With `profile`, the flame graph of the
+    step at the breaking point goes beside the summary."""
     mode = "natively (processes on 127.0.0.1)" if native else "on Docker Compose"
+    folder = out / scenario
     say(scenario, f"starting the lab {mode}")
     with (
         tempfile.TemporaryDirectory(prefix=f"experiment-{scenario}-") as tmp,
@@ -270,19 +214,18 @@ def run_experiment(
         wait_for_lab(lab, scenario)
         say(scenario, f"breaking point: {plan.start_users} users, +{plan.step_users} every {plan.step_seconds:.0f}s, "
             f"until P99 > {plan.slo_ms:.0f} ms or {plan.max_users} users")  # fmt: skip
-        profiler = StepProfiles(lab, scenario, plan, profiles) if profiles else None
-        started, ended = run_load(lab, scenario, plan, progress_every, profiler)
-        profile = profiler.finish(ended) if profiler else None
-        if profiler and not profile:
-            say(scenario, f"no profile: {profiler.problem or 'the API never came near its limit'}")
+        started, ended = run_load(lab, scenario, plan, progress_every)
         summary = breaking_point_summary(lab)
         say(scenario, f"run over after {ended - started:.0f}s: {summary['result'] if summary else 'no summary'}")
         # A step that broke the SLO was cut short: its verdicts come after it. One that held ran its full time.
         until = wait_for_diagnosis(lab, scenario, ended) if broke_the_slo(summary) else ended + 5
         series: RunSeries = collect(lab, started - 5, until)
+        report = build_report(scenario, "native" if native else "compose", series, summary)
+        if profile:
+            flame = profile_breaking_step(lab, scenario, plan, summary, report.verdict, folder)
+            report = dataclasses.replace(report, profile=flame.to_json() if flame else None)
         say(scenario, "collected the run from Prometheus; stopping the lab")
-    report = build_report(scenario, "native" if native else "compose", series, summary, profile)
-    path = write_report(report, out / scenario)
+    path = write_report(report, folder)
     say(scenario, f"verdict under load: {report.verdict}; report: {path}")
     return report, path
 
@@ -302,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where report folders go (%(default)s)")
     parser.add_argument(
-        "--no-profile", action="store_true", help=f"no flame graph of the breaking step (else in {PROFILES_DIR})"
+        "--no-profile", action="store_true", help="no flame graph of the breaking step (else beside the report)"
     )
     defaults = Plan()
     parser.add_argument("--start-users", type=int, default=defaults.start_users, help="users in the first step")
@@ -323,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait_max=args.wait_max)  # fmt: skip
     try:
         run_experiment(args.scenario, args.out, plan, native=args.native, model_dir=args.model_dir,
-                       profiles=None if args.no_profile else PROFILES_DIR)  # fmt: skip
+                       profile=not args.no_profile)  # fmt: skip
     except (LabError, httpx2.HTTPError) as error:  # a lab that could not start, or stopped answering
         print(f"experiment failed: {error}", file=sys.stderr)
         return 1

@@ -21,17 +21,16 @@ def test_a_native_experiment_reports_the_blocked_event_loop_and_profiles_its_sle
     promtool()  # skips naming Prometheus where it is missing (fails under LAB_REQUIRE_PROMETHEUS=1)
     plan = Plan(start_users=5, step_users=5, step_seconds=10, max_users=10)
 
-    report, summary = run_experiment(
-        "blocking-async", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir,
-        profiles=tmp_path / "profiles",
-    )  # fmt: skip
+    report, summary = run_experiment("blocking-async", tmp_path, plan, native=True, progress_every=10,
+                                     model_dir=model_dir)  # fmt: skip
 
     assert report.mode == "native"
     assert report.peaks["event_loop_lag"] > 0.1
     assert report.verdict == "event-loop-blocked"
     assert "**Verdict under load: event-loop-blocked**" in summary.read_text()
     assert (summary.parent / "timeline.png").is_file()
-    assert report.profile, "the API came near its limit, so the runner took a flame graph"
+    assert report.profile, "the runner took no flame graph of the breaking step"
+    assert Path(report.profile["svg"]).parent == summary.parent
     assert report.profile["process"].startswith("the API's gunicorn master")
     samples = read_speedscope(Path(report.profile["speedscope"]))
     assert samples.share(lambda frame: frame.name == "time_sleep") > 0.1
@@ -42,9 +41,8 @@ def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its
     promtool()
     plan = Plan(start_users=10, step_users=10, step_seconds=15, max_users=40, wait_max=1)  # the proof's, to 40
 
-    # No profile: these CPU figures are the API's own, without py-spy pausing its workers 50 times a second.
     report, summary = run_experiment(
-        "cpu-bound", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir, profiles=None
+        "cpu-bound", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir, profile=False
     )
 
     peaks = report.peaks

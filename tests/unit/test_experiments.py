@@ -145,29 +145,32 @@ def test_the_report_folder_has_a_summary_and_three_png_charts(tmp_path):
 
 
 def test_the_summary_links_the_breaking_steps_flame_graph_and_says_which_process_and_step_it_covers(tmp_path):
-    name = tmp_path / "profiles" / "cpu-bound-20261203T174501Z"
+    name = tmp_path / "experiments" / "cpu-bound" / "cpu-bound-20261203T174501Z"
     profile = Profile(
         name.with_suffix(".speedscope.json"),
         name.with_suffix(".svg"),
         "the API's gunicorn master (pid 7) and its workers",
         1000.0,
         1010.0,
-        "the step of 30 users",
+        "the breaking step again (30 users)",
     )
     report = build_report("cpu-bound", "native", synthetic_run(), BREAKING_POINT, profile)
 
     text = write_report(report, tmp_path / "experiments" / "cpu-bound").read_text()
 
-    assert "py-spy recorded the API's gunicorn master (pid 7) and its workers during the step of 30 users" in text
-    assert "](../../profiles/cpu-bound-20261203T174501Z.svg)" in text
-    assert "](../../profiles/cpu-bound-20261203T174501Z.speedscope.json)" in text
+    assert (
+        "py-spy recorded the API's gunicorn master (pid 7) and its workers during the breaking step again (30 users)"
+        in text
+    )
+    assert "](cpu-bound-20261203T174501Z.svg)" in text
+    assert "](cpu-bound-20261203T174501Z.speedscope.json)" in text
     assert load_report(tmp_path / "experiments" / "cpu-bound").profile == profile.to_json()
 
 
 def test_a_summary_without_a_profile_says_when_one_is_taken():
     text = summary_markdown(build_report("baseline", "native", synthetic_run(), None))
 
-    assert "No flame graph: it is taken once the API nears its limit, unless `--no-profile` was given." in text
+    assert "No flame graph: `--no-profile` was given" in text
 
 
 def test_a_written_report_reads_back_as_the_same_report(tmp_path):

@@ -18,6 +18,7 @@ VERDICTS: dict[str, str] = {
     "load-generator-saturated": "#5794f2",  # blue
 }
 HEALTHY = "healthy"
+LOAD_GENERATOR_SATURATED = "load-generator-saturated"  # the one verdict about the client, not the API
 
 # The routes that serve a model; the others (/healthz, /readyz, /metrics) are the lab's own plumbing.
 MODEL_ROUTES: tuple[str, ...] = ("/classify", "/predict")
