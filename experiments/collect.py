@@ -49,6 +49,11 @@ SERIES: dict[str, tuple[str, str]] = {
         "requests",
     ),
     "locust_worker_cpu": ("max(locust_worker_cpu_percent)", "%"),
+    # Cold start: the API's own 503s while its models load (only without the readiness gate), how long a worker
+    # took from its start to ready, and the slowest first request a worker answered.
+    "not_ready_rps": (f'sum(rate(lab_http_requests_total{{{MODEL_ROUTES},status="503"}}{WINDOW}))', "req/s"),
+    "start_to_ready": ('max(lab_cold_start_seconds{phase="ready"})', "s"),
+    "first_request": ("max(lab_first_request_seconds)", "s"),
 }
 
 

@@ -224,6 +224,12 @@ def _peak_rows(peaks: dict[str, float | None]) -> list[list[str]]:
         ["mean batch size", _fmt(peaks["batch_size"])],
         ["API memory", _fmt(memory, "{:.0f} MiB")],
         ["busiest Locust worker CPU", _fmt(peaks["locust_worker_cpu"], "{:.0f}%")],
+        [
+            "503s from the API while its models load (no readiness gate)",
+            _fmt(peaks.get("not_ready_rps"), "{:.1f} req/s"),
+        ],
+        ["a worker's start to ready (slowest)", _fmt(peaks.get("start_to_ready"), "{:.1f} s")],
+        ["a worker's first request (slowest)", _fmt(_ms(peaks.get("first_request")), "{:.0f} ms")],
     ]
 
 

@@ -249,11 +249,21 @@ class Samples:
     def total(self) -> float:
         return sum(weight for _, weight in self.stacks)
 
-    def share(self, matches: Callable[[Frame], bool]) -> float:
-        """The share of the samples (by weight) whose stack holds a frame that `matches`: its inclusive time."""
+    def share(self, matches: Callable[[Frame], bool], unless: Callable[[Frame], bool] | None = None) -> float:
+        """The share of the samples (by weight) whose stack holds a frame that `matches` (and none that `unless`
+        matches): its inclusive time."""
         total = self.total
-        hit = sum(weight for stack, weight in self.stacks if any(matches(frame) for frame in stack))
+        hit = sum(
+            weight
+            for stack, weight in self.stacks
+            if any(matches(frame) for frame in stack) and not (unless and any(unless(frame) for frame in stack))
+        )
         return hit / total if total else 0.0
+
+    def busy(self) -> Samples:
+        """The samples of threads at work: without those waiting (`--idle` records them too), whose stack ends, past
+        its last Python frame, in a wait (a lock, a condition, epoll, a sleep). Where the CPU went."""
+        return Samples([(stack, weight) for stack, weight in self.stacks if not _waiting(stack)], self.threads)
 
     def shares(self) -> dict[str, float]:
         """Each frame name's inclusive share of the samples, largest first."""
@@ -263,6 +273,31 @@ class Samples:
                 counts[name] += weight
         total = self.total or 1.0
         return {name: weight / total for name, weight in counts.most_common()}
+
+
+WAITS = ("wait", "epoll", "select", "poll", "sleep", "acquire")  # in the name of a frame that waits
+# The model: the two methods every prediction goes through, whatever the runtime (the features and the forest).
+MODEL_FRAMES = ("Models.default_probabilities", "Models.house_prices")
+# The web framework and the lab's own request path around the model: the server, routing, validation, JSON,
+# middleware and metrics. The event loop's and the thread pool's own frames are left out: they are also where
+# a worker waits.
+FRAMEWORK_FILES = (
+    "/uvicorn/", "/httptools/", "/h11/", "/starlette/", "/fastapi/", "/pydantic/", "/pydantic_core/", "/json/",
+    "/prometheus_client/", "/model_api/middleware.py", "/model_api/routes.py", "/model_api/errors.py",
+)  # fmt: skip
+
+
+def _waiting(stack: tuple[Frame, ...]) -> bool:
+    last_python = max((i for i, frame in enumerate(stack) if frame.file.endswith(".py")), default=0)
+    return any(word in frame.name.lower() for frame in stack[last_python:] for word in WAITS)
+
+
+def in_model(frame: Frame) -> bool:
+    return frame.name in MODEL_FRAMES
+
+
+def in_framework(frame: Frame) -> bool:
+    return any(part in frame.file for part in FRAMEWORK_FILES)
 
 
 def read_speedscope(path: Path) -> Samples:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ import pytest
 from experiments.report import ExperimentReport, Step
 from experiments.run import Plan, run_experiment
 from lab import compose as stack
+from lab.profiling import in_framework, in_model, read_speedscope
 from lab.scenarios import api_service
 from tests.support.compose import build_images
 from tests.support.tools import promtool
@@ -36,7 +38,19 @@ PLAN = Plan(start_users=10, step_users=10, step_seconds=15, max_users=100, wait_
 # times a second, up to about 600 req/s offered, so that the plan reaches their saturation, not its own cap.
 SATURATING = Plan(start_users=20, step_users=20, step_seconds=15, max_users=160, wait_max=0.5)
 # io-bound's pool (2 threads, 250 ms) serves 8 req/s: it starts lower, so that it has a step below its ceiling.
-PLANS = {"more-workers": SATURATING, "batching": SATURATING, "io-bound": Plan(4, 4, 15, 40, wait_max=1.0)}
+# onnx serves about ten times baseline: users that each ask about 15 times a second, from 40 (about 600 req/s
+# offered) up.
+ONNX_PLAN = Plan(start_users=40, step_users=40, step_seconds=15, max_users=240, wait_max=0.1)
+# cold-start: the spike, every user at once as soon as the lab answers, for one long step that outlasts the
+# models' 60 s download (docs/scenarios/cold-start.md).
+COLD_START_PLAN = Plan(start_users=20, step_users=20, step_seconds=90, max_users=20, spawn_rate=20, wait_max=1.0)
+PLANS = {
+    "more-workers": SATURATING,
+    "batching": SATURATING,
+    "io-bound": Plan(4, 4, 15, 40, wait_max=1.0),
+    "onnx": ONNX_PLAN,
+    "cold-start": COLD_START_PLAN,
+}
 
 
 def proof_mode() -> str:
@@ -205,3 +219,32 @@ def test_more_workers_use_the_second_core_and_hold_more_than_baseline(experiment
     assert peak(more, "cpu_utilization") * service.cpus > 1.5  # cores the API used: the second worker's too
     assert held_rps(more) > held_rps(baseline)
     assert peak(more, "workers_rss_bytes") > 1.5 * peak(baseline, "workers_rss_bytes")  # a second copy of the models
+
+
+def test_onnx_holds_ten_times_baseline_on_the_same_cpu_and_its_flame_graph_is_the_framework_not_the_model(
+    experiment,
+):
+    """The same forests under ONNX Runtime, at baseline's CPU limit: at least 10x baseline's held RPS within the
+    SLO, and in the flame graph of its breaking step, the busy samples in the web framework (and none in the model)
+    outweigh those in the model (the DictVectorizer and ONNX Runtime's run)."""
+    onnx, baseline = experiment("onnx"), experiment("baseline")
+    assert api_service("onnx").cpus == api_service("baseline").cpus
+    assert held_rps(onnx) >= 10 * held_rps(baseline), (held_rps(onnx), held_rps(baseline))
+    assert onnx.profile, "the runner took no flame graph of the breaking step"
+    samples = read_speedscope(Path(onnx.profile["speedscope"])).busy()
+    model, framework = samples.share(in_model), samples.share(lambda frame: in_framework(frame), unless=in_model)
+    print(f"onnx flame graph: framework {framework:.1%} of the busy samples, model {model:.1%}")
+    assert framework > 1.25 * model > 0
+
+
+def test_cold_start_fails_requests_at_first_that_the_default_lab_does_not(experiment):
+    """Without warm-up or readiness gate, the spike meets a worker still downloading its models: the first step
+    fails (the API's own 503s among the failures), where baseline's, started only once the API was warm, had
+    none; the worker then reports a start longer than the download."""
+    cold, baseline = experiment("cold-start"), experiment("baseline")
+    fetch = float(api_service("cold-start").environment["LAB_MODEL_FETCH_MS"]) / 1000
+    assert measured_steps(cold)[0]["failure_ratio"] > 0.05, measured_steps(cold)
+    assert measured_steps(baseline)[0]["failure_ratio"] == 0, measured_steps(baseline)
+    assert peak(cold, "not_ready_rps") > 0  # the API took requests before its models were loaded
+    assert peak(cold, "start_to_ready") >= fetch
+    assert (baseline.peaks.get("not_ready_rps") or 0) == 0

@@ -7,7 +7,17 @@ import json
 import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 
-from lab.profiling import Frame, ProfilingDenied, PySpyMissing, failure, read_speedscope, stem
+from lab.profiling import (
+    Frame,
+    ProfilingDenied,
+    PySpyMissing,
+    Samples,
+    failure,
+    in_framework,
+    in_model,
+    read_speedscope,
+    stem,
+)
 
 # Two threads, as py-spy writes speedscope: shared frames, stacks root first as indexes, weights in seconds.
 SPEEDSCOPE = {
@@ -90,3 +100,32 @@ def test_any_other_py_spy_failure_carries_its_output():
 
     assert "exit 1" in str(error)
     assert "Failed to find python version" in str(error)
+
+
+def samples_of(*stacks: tuple[Frame, ...]) -> Samples:
+    return Samples([(stack, 1.0) for stack in stacks])
+
+
+LOOP = Frame("Runner.run", "/usr/lib/python3.11/asyncio/runners.py", 118)
+ROUTE = Frame("classify", "/app/model_api/routes.py", 70)
+MODEL = Frame("Models.default_probabilities", "/app/model_api/models.py", 80)
+ONNX = Frame("Session.run", "/onnxruntime/capi/onnxruntime_inference_collection.py", 270)
+POOL = Frame("WorkerThread.run", "/anyio/_backends/_asyncio.py", 960)
+
+
+def test_busy_samples_leave_out_threads_whose_stack_ends_in_a_wait_past_its_last_python_frame():
+    samples = samples_of(
+        (LOOP, Frame("0x7f", "", None), Frame("epoll_pwait", "/lib/libc.so.6", 0)),  # the loop, idle
+        (POOL, Frame("Condition.wait", "/usr/lib/python3.11/threading.py", 320), Frame("0x7e", "", None)),  # idle
+        (LOOP, ROUTE, MODEL, ONNX, Frame("0x7d", "/onnxruntime/capi/onnxruntime_pybind11_state.so", 0)),  # busy
+        (LOOP, ROUTE, Frame("loads", "/usr/lib/python3.11/json/__init__.py", 346)),  # busy
+        # a wait above the last Python frame is not the thread's own: it is busy
+        (Frame("acquire_pool", "/x.so", 0), LOOP, ROUTE),
+    )
+
+    busy = samples.busy()
+
+    assert len(busy.stacks) == 3
+    assert busy.share(in_model) == 1 / 3
+    assert busy.share(in_framework, unless=in_model) == 2 / 3  # the route and JSON; the model's sample not twice
+    assert samples.share(in_framework, unless=in_model) == 2 / 5
