@@ -17,14 +17,22 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from grafana.dashboard import balancer, cpu_and_memory, diagnosis, golden_signals, inside_the_request, load_generator
+from grafana.dashboard import (
+    balancer,
+    cold_start,
+    cpu_and_memory,
+    diagnosis,
+    golden_signals,
+    inside_the_request,
+    load_generator,
+)
 from grafana.dashboard.panels import DATASOURCE
 from model_api.vocabulary import MODEL_ROUTES_REGEX, STEP_SECONDS
 
 DASHBOARD_FILE = Path(__file__).parents[1] / "dashboards" / "lab.json"
 GRID_WIDTH = 24
 
-ROWS = (golden_signals, diagnosis, cpu_and_memory, inside_the_request, load_generator, balancer)
+ROWS = (golden_signals, diagnosis, cpu_and_memory, inside_the_request, load_generator, balancer, cold_start)
 
 
 class PrometheusVariable(model.VariableModel):
