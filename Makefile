@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment profile compare clean
+.PHONY: help install lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment profile flamegraphs compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -104,6 +104,9 @@ experiment: install $(if $(findstring --native,$(EXPERIMENT_ARGS)),$(ARTIFACTS))
 PROFILE_ARGS ?=
 profile: install ## flame graph of the running lab's API under your load: reports/profiles/ (PROFILE_ARGS=--native, --target locust)
 	$(BIN)/python -m experiments.profile $(PROFILE_ARGS)
+
+flamegraphs: install $(ARTIFACTS) ## the flame graphs of docs/reading-flame-graphs.md, taken again natively (docs/img/flamegraphs/)
+	$(BIN)/python -m experiments.flamegraphs
 
 SOAK_ARGS ?=
 soak: install $(if $(findstring --native,$(SOAK_ARGS)),$(ARTIFACTS)) ## hold SCENARIO at 70% of its breaking point for 30 min: memory per worker, errors, P99 drift (not in CI; SOAK_ARGS=--native)

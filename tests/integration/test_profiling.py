@@ -3,43 +3,16 @@ threads on 127.0.0.1 keep them busy, and the speedscope file shows where the tim
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import httpx2
 import pytest
 
-from lab.api import RunningApi, running_api
+from lab.api import running_api
+from lab.load import closed_loop
 from lab.profiling import Frame, api_target, read_speedscope, record
 from lab.scenarios import api_service
-from model_api import data
 
-CLIENTS = 6  # enough to keep both workers busy; bounded, and only against 127.0.0.1
 SECONDS = 6  # the speedscope file covers the first half
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@contextmanager
-def load(api: RunningApi) -> Iterator[None]:
-    """Client threads sending /classify as fast as the API answers, until the block ends."""
-    stopping = threading.Event()
-
-    def client() -> None:
-        with httpx2.Client(timeout=30) as http:
-            while not stopping.is_set():
-                http.post(f"{api.url}/classify", json=data.COURSE_APPLICANT).raise_for_status()
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield
-    finally:
-        stopping.set()
-        for thread in threads:
-            thread.join(60)
 
 
 def in_forest_predict(frame: Frame) -> bool:
@@ -58,7 +31,7 @@ def in_the_blocking_sleep(frame: Frame) -> bool:
 
 def profile_scenario(scenario: str, tmp_path, model_dir):
     service = api_service(scenario)
-    with running_api(tmp_path / "api", model_dir, workers=2, **service.environment) as api, load(api):
+    with running_api(tmp_path / "api", model_dir, workers=2, **service.environment) as api, closed_loop(api.url):
         profile = record(api_target(api.process.pid), SECONDS, tmp_path / "profiles", scenario)
     return profile
 
