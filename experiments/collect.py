@@ -30,6 +30,7 @@ SERIES: dict[str, tuple[str, str]] = {
     "p95_server": (f"histogram_quantile(0.95, {SERVER_BUCKETS})", "s"),
     "p99_server": (f"histogram_quantile(0.99, {SERVER_BUCKETS})", "s"),
     "failure_ratio": ("max(endpoint:locust_failures:ratio_rate30s)", "ratio"),
+    "failures_client": (f"sum(rate(locust_failures_total{WINDOW}))", "req/s"),
     "cpu_utilization": ("max(instance:lab_cpu_utilization:ratio_rate30s)", "ratio"),
     "cpu_throttled": ("max(instance:lab_cpu_throttled_periods:ratio_rate30s)", "ratio"),
     "cpu_limit": ("max(lab_container_cpu_limit_cores)", "cores"),

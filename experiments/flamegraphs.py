@@ -40,9 +40,11 @@ def figures(samples: Samples) -> list[str]:
 
 def take(scenario: str, seconds: int, workdir: Path, out: Path, model_dir: Path) -> list[str]:
     service = api_service(scenario)
-    with running_api(workdir / scenario, model_dir, service.workers, **service.environment) as api:
-        with closed_loop(api.url):
-            profile = record(api_target(api.process.pid), seconds, workdir / "profiles", scenario)
+    with (
+        running_api(workdir / scenario, model_dir, service.workers, **service.environment) as api,
+        closed_loop(api.url),
+    ):
+        profile = record(api_target(api.process.pid), seconds, workdir / "profiles", scenario)
     shutil.copyfile(profile.svg, out / f"{scenario}.svg")
     return [scenario, *figures(read_speedscope(profile.speedscope))]
 

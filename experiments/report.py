@@ -376,14 +376,23 @@ def chart_timeline(report: ExperimentReport, path: Path) -> None:
     t = [x - t0 for x in series.timestamps]
     v = series.values
     panels = [
-        ("users and RPS", [("users", "users", 1), ("rps_client", "client RPS", 1)]),
+        (
+            "users and RPS",
+            [
+                ("users", "users", 1),
+                ("rps_client", "client RPS", 1),
+                ("failures_client", "client failures/s", 1),
+                ("not_ready_rps", "API's 503s/s: not loaded", 1),
+            ],
+        ),
         ("P99 (ms)", [("p99_client", "client", 1000), ("p99_server", "server", 1000)]),
         ("CPU / limit (%)", [("cpu_utilization", "CPU", 100), ("cpu_throttled", "throttled periods", 100)]),
     ]
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 7), sharex=True)
     for ax, (label, lines) in zip(axes, panels, strict=True):
         for name, legend, scale in lines:
-            ax.plot(t, [None if x is None else x * scale for x in v[name]], label=legend)
+            if any(v.get(name) or []):  # a series the run has (a report of an older lab may lack it), not all None
+                ax.plot(t, [None if x is None else x * scale for x in v[name]], label=legend)
         for i, verdict in enumerate(series.verdicts):
             if verdict and i + 1 < len(t):
                 ax.axvspan(t[i], t[i + 1], color=VERDICTS.get(verdict, "white"), alpha=0.15, linewidth=0)
