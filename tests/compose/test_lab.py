@@ -294,6 +294,7 @@ def test_a_locustfile_that_is_not_there_is_named_in_the_masters_log_and_the_rest
 def test_a_profile_taken_inside_an_api_container_under_a_swarm_shows_its_workers_predicting(lab: ComposeLab, tmp_path):
     """py-spy from the API image, as root with SYS_PTRACE, records gunicorn (PID 1) and its workers; both files
     are copied out of the container."""
+    wait_for(lambda: lab.value("max(locust_workers)") == 2, 90, "the exporter to report 2 workers", interval=1)
     lab.start_swarm(user_count=10, spawn_rate=10, user_classes=["CreditRiskUser"])
     try:
         wait_for(lambda: lab.locust_stats()["user_count"] == 10, 60, "10 users")
