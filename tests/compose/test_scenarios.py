@@ -126,15 +126,18 @@ def downstream_seconds(scenario: str) -> float:
     return float(api_service(scenario).environment["LAB_DOWNSTREAM_LATENCY_MS"]) / 1000
 
 
-def test_baseline_climbs_to_its_cpu_limit_and_its_p99_rises_past_the_knee(experiment):
-    """CPU climbs to the quota as users grow; past the knee, P99 rises several times; the verdict cpu-bound."""
+def test_baseline_climbs_to_its_cpu_limit_and_its_latency_rises_past_the_knee(experiment):
+    """CPU climbs to the quota as users grow; past the knee, the median request slows several times (P50 over 3x
+    the first step's) and P99 climbs (over 1.5x the lowest of the steps before: P99 at low load is where a busy
+    host's own stalls show, 550 ms in one CI run at 12% CPU); the verdict cpu-bound."""
     baseline = experiment("baseline")
     cpu = [step.cpu_utilization for step in baseline.steps if step.cpu_utilization is not None]
     assert cpu[-1] > 3 * cpu[0]
     assert peak(baseline, "cpu_utilization") > 0.75
     steps = measured_steps(baseline)
     assert (baseline.breaking_point or {}).get("breaking_step"), "the plan never took baseline past its knee"
-    assert steps[-1]["p99_ms"] > 3 * steps[0]["p99_ms"], steps
+    assert steps[-1]["p50_ms"] > 3 * steps[0]["p50_ms"], steps
+    assert steps[-1]["p99_ms"] > 1.5 * min(step["p99_ms"] for step in steps[:-1]), steps
     assert baseline.verdict == "cpu-bound"
 
 
