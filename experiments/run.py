@@ -80,18 +80,13 @@ def say(scenario: str, message: str) -> None:
     print(f"[{scenario}] {message}", flush=True)
 
 
-def live(lab: Lab) -> dict[str, Any]:
-    """What Prometheus sees right now: users, RPS, client P99 (s), CPU against the limit, failures, verdict."""
-    names = (("users", "users"), ("rps", "rps_client"), ("p99", "p99_client"), ("cpu", "cpu_utilization"),
-             ("failures", "failure_ratio"))  # fmt: skip
-    figures: dict[str, Any] = {key: lab.value(SERIES[name][0]) for key, name in names}
+def now_line(lab: Lab) -> str:
+    """One line of progress: what Prometheus sees right now."""
+    figures = {
+        key: lab.value(SERIES[name][0])
+        for key, name in (("users", "users"), ("rps", "rps_client"), ("p99", "p99_client"), ("cpu", "cpu_utilization"))
+    }
     verdict = lab.query("job:lab_diagnosis:verdict")
-    figures["verdict"] = verdict[0]["metric"]["verdict"] if verdict else None
-    return figures
-
-
-def now_line(figures: dict[str, Any]) -> str:
-    """One line of progress from the live figures."""
 
     def show(value: float | None, pattern: str) -> str:
         return "–" if value is None or value != value else pattern.format(value)
@@ -100,7 +95,7 @@ def now_line(figures: dict[str, Any]) -> str:
         f"users {show(figures['users'], '{:.0f}'):>3}  RPS {show(figures['rps'], '{:.1f}'):>6}  "
         f"P99 {show(figures['p99'] and figures['p99'] * 1000, '{:.0f} ms'):>8}  "
         f"CPU {show(figures['cpu'], '{:.0%}'):>4}  "
-        f"verdict {figures['verdict'] or '–'}"
+        f"verdict {verdict[0]['metric']['verdict'] if verdict else '–'}"
     )
 
 
@@ -148,7 +143,7 @@ def run_load(lab: Lab, scenario: str, plan: Plan, progress_every: float = 5) -> 
     while lab.locust_state() not in {"stopped", "ready"}:
         if time.monotonic() > deadline:
             raise LabError(f"the breaking-point run did not stop within {plan.longest():.0f}s")
-        say(scenario, f"{time.time() - started:5.0f}s  {now_line(live(lab))}")
+        say(scenario, f"{time.time() - started:5.0f}s  {now_line(lab)}")
         time.sleep(progress_every)
     return started, time.time()
 
