@@ -8,6 +8,9 @@ Workers: WEB_CONCURRENCY (default 1). Everything else the API reads is in model_
 from model_api.artifacts import ModelArtifactError, check_artifacts
 from model_api.settings import load_settings
 
+# The master's own metrics (SupervisorMetrics), created in on_starting; None when metrics are off.
+supervisor = None
+
 settings = load_settings()  # a bad variable stops the start here, with one line naming it
 
 # BLAS and OpenMP size their thread pools from these when a worker first imports numpy and scikit-learn, for
@@ -20,10 +23,12 @@ wsgi_app = "model_api.app:create_gunicorn_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
 workers = settings.web_concurrency
 # No preload: each worker imports the app and loads the models after the fork (BLAS/OpenMP pools are not
-# fork-safe), and the master never creates metric files of its own.
+# fork-safe); the master imports neither, and keeps only the two counters of SupervisorMetrics.
 preload_app = False
-# Recycling workers would leave their metric files behind and slow every scrape; keep them.
-max_requests = 0
+# Off by default: each recycled worker leaves its counter files behind, which every scrape then reads. The cure
+# for a leak (docs/scenarios/memory-bound.md), with jitter so that the workers do not all recycle at once.
+max_requests = settings.max_requests
+max_requests_jitter = settings.max_requests_jitter
 # Locust keeps connections open between requests; do not make it reconnect after gunicorn's 2 s default.
 keepalive = 5
 # In-flight requests get this long to finish on SIGTERM; compose's stop_grace_period must be longer.
@@ -60,11 +65,27 @@ def on_starting(server):
     settings.multiproc_dir.mkdir(parents=True, exist_ok=True)
     for stale in settings.multiproc_dir.glob("*.db"):
         stale.unlink()
+    # Only now that the folder is empty: the counters write their file at once, exposed at zero from the first
+    # scrape.
+    from model_api.metrics import SupervisorMetrics
+
+    global supervisor
+    supervisor = SupervisorMetrics(registry=None)
 
 
 def child_exit(server, worker):
-    """In the master, after a worker exits (or is killed): drop its live gauges; its counters stay summed."""
-    if settings.metrics and settings.multiproc_dir is not None:
-        from prometheus_client import multiprocess
+    """In the master, after a worker exits (or is killed): count it if gunicorn replaces it, with the requests it
+    never answered; then drop its live gauges (its counters stay summed)."""
+    if not settings.metrics or settings.multiproc_dir is None:
+        return
+    from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid, str(settings.multiproc_dir))
+    from model_api.metrics import in_flight_when_dead
+
+    # The worker is already out of server.WORKERS. Gunicorn replaces it when it is now short of workers and still
+    # listening; at shutdown (no listeners) and after a scale-down (TTOU lowers num_workers first) it does not.
+    replaced = bool(server.LISTENERS) and len(server.WORKERS) < server.num_workers
+    if replaced and supervisor is not None:
+        supervisor.worker_restarts.inc()
+        supervisor.lost_requests.inc(in_flight_when_dead(worker.pid, settings.multiproc_dir))
+    multiprocess.mark_process_dead(worker.pid, str(settings.multiproc_dir))

@@ -31,6 +31,7 @@ def test_v2_with_limits_gives_usage_quota_throttling_and_memory():
     assert (r.periods, r.throttled_periods) == (5000, 1200)
     assert r.throttled_seconds == pytest.approx(45.0)
     assert (r.memory_usage_bytes, r.memory_limit_bytes, r.memory_limited) == (256 * 2**20, 512 * 2**20, True)
+    assert r.oom_kills == 2  # memory.events: oom_kill, not oom (the times the limit was hit)
 
 
 def test_v2_without_limits_falls_back_to_the_hosts_cores_and_memory():
@@ -40,6 +41,7 @@ def test_v2_without_limits_falls_back_to_the_hosts_cores_and_memory():
     assert (r.cpu_limit_cores, r.cpu_limited) == (HOST_CORES, False)
     assert (r.memory_limit_bytes, r.memory_limited) == (HOST_MEMORY, False)
     assert r.periods is None  # the cpu controller is off: the kernel does not count periods
+    assert r.oom_kills is None  # no memory.events: unknown, not zero
     assert r.throttled_seconds is None
 
 
@@ -60,6 +62,7 @@ def test_v1_with_limits_converts_nanoseconds_and_quota():
     assert (r.periods, r.throttled_periods) == (800, 300)
     assert r.throttled_seconds == pytest.approx(9.0)
     assert (r.memory_usage_bytes, r.memory_limit_bytes) == (700 * 2**20, 2**30)
+    assert r.oom_kills == 1  # memory.oom_control's oom_kill line
 
 
 def test_v1_unlimited_with_cpu_and_cpuacct_mounted_together():
@@ -88,6 +91,7 @@ def test_the_collector_exposes_a_reading_as_prometheus_families():
     assert samples[("lab_container_cpu_limit_cores", ())] == 1.0
     assert samples[("lab_container_cpu_throttled_periods_total", ())] == 300
     assert samples[("lab_container_memory_limit_bytes", ())] == 2**30
+    assert samples[("lab_container_oom_kills_total", ())] == 1
 
 
 def test_the_collector_leaves_out_what_the_kernel_does_not_report():
@@ -98,6 +102,7 @@ def test_the_collector_leaves_out_what_the_kernel_does_not_report():
 
     assert "lab_container_cpu_usage_seconds_total" in names
     assert "lab_container_cpu_throttled_seconds_total" not in names
+    assert "lab_container_oom_kills_total" not in names
 
 
 def test_this_machine_can_be_read():

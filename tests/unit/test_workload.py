@@ -6,12 +6,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from lab.exposition import parse, total
-from model_api import data
-from model_api.metrics import all_family_names
+from model_api import data, workload
+from model_api.metrics import SupervisorMetrics, all_family_names
 from model_api.vocabulary import MODEL_RUNTIMES
-from model_api.workload import Stages, burn_cpu
+from model_api.workload import Stages, WorkingMemory, burn_cpu
 
 
 def stage_counts(client, route="/classify") -> dict[str, float]:
@@ -42,6 +43,12 @@ def test_burn_cpu_does_real_work_for_about_the_asked_cpu_time():
             {"downstream_latency_ms": 5, "extra_cpu_ms": 2},
             ["validation", "threadpool_wait", "downstream", "cpu_work", "inference", "cpu_wait", "serialization"],
         ),
+        (
+            "sync",
+            {"request_memory_mb": 1},
+            ["validation", "threadpool_wait", "allocation", "inference", "cpu_wait", "serialization"],
+        ),
+        ("async", {"leak_kb_per_request": 4}, ["validation", "allocation", "inference", "cpu_wait", "serialization"]),
     ],
 )
 def test_each_configuration_times_exactly_its_own_stages_once_per_request(make_client, style, knobs, stages):
@@ -65,6 +72,28 @@ def test_computation_is_split_into_the_cpu_time_it_got_and_the_time_it_waited_fo
 
     assert 0.02 <= stages.seconds["inference"] < 0.05
     assert stages.seconds["cpu_wait"] >= 0.05
+
+
+def test_working_memory_is_resident_while_held_and_unmapped_when_released():
+    memory = WorkingMemory(8 * 2**20)
+    assert memory._map is not None
+    assert memory._map[-1] == 1  # filled to the last page
+
+    memory.release()
+
+    assert memory._map.closed
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+def test_each_request_leaves_its_leak_behind_in_the_worker(make_client, style):
+    client = make_client(handler_style=style, leak_kb_per_request=16)
+    before = len(workload._LEAKED)
+
+    for _ in range(3):
+        assert client.post("/classify", json=data.COURSE_APPLICANT).status_code == 200
+
+    assert len(workload._LEAKED) == before + 3
+    assert {len(leaked) for leaked in workload._LEAKED[before:]} == {16 * 1024}
 
 
 def test_the_cpu_work_stage_takes_the_configured_cpu_time(make_client):
@@ -133,9 +162,9 @@ def test_metrics_expose_every_documented_family(client):
     exposed = {name.removesuffix("_count").removesuffix("_bucket").removesuffix("_sum") for name in names}
 
     # All but the accept queue, which exists where the API listens on a socket (a test client has none; see
-    # test_listen_queue.py, and the integration tier under gunicorn).
+    # test_listen_queue.py), and the gunicorn master's counters (the integration tier has both, under gunicorn).
     missing = {n for n in all_family_names() if n not in exposed}
-    assert missing == {"lab_listen_queue_connections"}
+    assert missing == {"lab_listen_queue_connections", *SupervisorMetrics(CollectorRegistry()).families()}
 
 
 def test_metrics_can_be_switched_off_and_requests_still_succeed(make_client):

@@ -39,6 +39,7 @@ class CgroupReading:
     memory_usage_bytes: int | None
     memory_limit_bytes: int
     memory_limited: bool
+    oom_kills: int | None = None  # processes the kernel's OOM killer has killed in this cgroup
 
 
 def _read(path: Path) -> str | None:
@@ -49,7 +50,7 @@ def _read(path: Path) -> str | None:
 
 
 def _keyed(text: str | None) -> dict[str, int]:
-    """Parse `key value` lines (cpu.stat)."""
+    """Parse `key value` lines (cpu.stat, memory.events, memory.oom_control)."""
     pairs = (line.split() for line in (text or "").splitlines())
     return {fields[0]: int(fields[1]) for fields in pairs if len(fields) == 2 and fields[1].lstrip("-").isdigit()}
 
@@ -117,6 +118,7 @@ def _read_v2(group: Path, host_cores: float, host_memory: int) -> CgroupReading:
         memory_usage_bytes=int(memory_current) if memory_current and memory_current.isdigit() else None,
         memory_limit_bytes=min(int(memory_max), host_memory) if memory_limited else host_memory,
         memory_limited=memory_limited,
+        oom_kills=_keyed(_read(group / "memory.events")).get("oom_kill"),
     )
 
 
@@ -150,6 +152,7 @@ def _read_v1(root: Path, own: dict[str, str], host_cores: float, host_memory: in
         memory_usage_bytes=int(memory_usage) if memory_usage and memory_usage.isdigit() else None,
         memory_limit_bytes=min(int(memory_limit), host_memory) if memory_limited else host_memory,
         memory_limited=memory_limited,
+        oom_kills=_keyed(_read(memory / "memory.oom_control")).get("oom_kill"),  # since Linux 4.13
     )
 
 
@@ -232,6 +235,7 @@ class ContainerCollector:
         yield _family("lab_container_cpu_throttled_seconds_total", reading.throttled_seconds)
         yield _family("lab_container_memory_usage_bytes", memory_bytes)
         yield _family("lab_container_memory_limit_bytes", reading.memory_limit_bytes)
+        yield _family("lab_container_oom_kills_total", reading.oom_kills)
 
     def _own_usage(self) -> ProcessUsage | None:
         try:

@@ -7,12 +7,18 @@ Request-path families are prometheus-client objects; under gunicorn they live in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.mmap_dict import MmapedDict
 
 from model_api.buckets import BATCH_SIZE_BUCKETS, LAG_BUCKETS, LATENCY_BUCKETS, STAGE_BUCKETS
+
+# Requests in flight: the master reads a dead worker's value of it (in_flight_when_dead).
+IN_FLIGHT = "lab_http_requests_in_flight"
 
 # Families produced at scrape time by model_api.collectors: name -> (type, labels, help).
 SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -41,6 +47,12 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
         "gauge",
         (),
         "Memory limit of the container; the host's memory when unlimited.",
+    ),
+    "lab_container_oom_kills_total": (
+        "counter",
+        (),
+        "Processes the kernel's OOM killer killed in the container's memory cgroup (memory.events oom_kill in "
+        "cgroup v2, memory.oom_control in v1); natively, in the cgroup the API runs in.",
     ),
     "lab_slo_seconds": ("gauge", (), "The latency SLO (P99) the diagnosis judges by: LOCUST_SLO_MS, in seconds."),
     "lab_listen_queue_connections": (
@@ -82,7 +94,7 @@ class ApiMetrics:
             registry=registry,
         )
         self.in_flight = Gauge(
-            "lab_http_requests_in_flight",
+            IN_FLIGHT,
             "Requests received and not yet answered, by route template.",
             ["route"],
             multiprocess_mode="livesum",
@@ -90,7 +102,7 @@ class ApiMetrics:
         )
         self.stage = Histogram(
             "lab_request_stage_duration_seconds",
-            "Where a request's time goes: validation, threadpool_wait, downstream, cpu_work, batch_queue, "
+            "Where a request's time goes: validation, threadpool_wait, allocation, downstream, cpu_work, batch_queue, "
             "inference, cpu_wait (ready to compute but waiting for a CPU), serialization.",
             ["route", "stage"],
             buckets=STAGE_BUCKETS,
@@ -167,6 +179,45 @@ class ApiMetrics:
             yield f"{name}_total" if metric._type == "counter" else name
 
 
+class SupervisorMetrics:
+    """What the gunicorn master sees of its workers: the ones that died while it was serving, and the requests
+    they took with them. Created in the master (gunicorn.conf.py), which then writes a multiprocess file of its
+    own; the /metrics handler of any worker sums it with theirs."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.worker_restarts = Counter(
+            "lab_worker_restarts",
+            "Workers that died while the API was serving (the OOM killer, a crash, kill -9, a timeout, a recycle "
+            "after LAB_MAX_REQUESTS) and that gunicorn replaced.",
+            registry=registry,
+        )
+        self.lost_requests = Counter(
+            "lab_worker_lost_requests",
+            "Requests a worker had received and not yet answered when it died: each client got a connection error.",
+            registry=registry,
+        )
+
+    def families(self) -> Iterable[str]:
+        return [f"{metric._name}_total" for metric in (self.worker_restarts, self.lost_requests)]
+
+
+def in_flight_when_dead(pid: int, multiproc_dir: Path) -> int:
+    """Requests in flight in a worker that has exited, read from its live-gauge file before the master removes it
+    (prometheus_client's mark_process_dead): what that worker never answered."""
+    path = multiproc_dir / f"gauge_livesum_{pid}.db"
+    try:
+        values = MmapedDict.read_all_values_from_file(str(path))
+        return round(sum(value for key, value, *_ in values if json.loads(key)[0] == IN_FLIGHT))
+    except (FileNotFoundError, RuntimeError):  # never served a request, or a torn file
+        return 0
+
+
 def all_family_names() -> list[str]:
     """Every family the API can expose, for the docs check."""
-    return sorted([*ApiMetrics(CollectorRegistry()).families(), *SCRAPE_TIME_FAMILIES])
+    return sorted(
+        [
+            *ApiMetrics(CollectorRegistry()).families(),
+            *SupervisorMetrics(CollectorRegistry()).families(),
+            *SCRAPE_TIME_FAMILIES,
+        ]
+    )

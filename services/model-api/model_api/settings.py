@@ -30,6 +30,25 @@ class Settings(BaseSettings):
     downstream_latency_ms: float = Field(0.0, ge=0, le=60_000, description="mean simulated downstream wait")
     downstream_jitter_ms: float = Field(0.0, ge=0, le=60_000, description="uniform jitter around that mean")
     extra_cpu_ms: float = Field(0.0, ge=0, le=10_000, description="real CPU work added to each request")
+    # Memory (docs/scenarios/memory-bound.md): what a request costs in memory, and what it fails to give back.
+    request_memory_mb: float = Field(
+        0.0,
+        ge=0,
+        le=4096,
+        description="working memory each request allocates, fills and holds until it is answered (a feature matrix)",
+    )
+    leak_kb_per_request: float = Field(
+        0.0, ge=0, le=65_536, description="memory each request leaves behind in its worker for good (a leak)"
+    )
+    max_requests: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="gunicorn recycles a worker after this many requests (0: never), the classic cure for a leak",
+    )
+    max_requests_jitter: int = Field(
+        0, ge=0, le=10_000_000, description="up to this many more, drawn per worker, so workers never recycle at once"
+    )
     threadpool_size: int = Field(40, ge=1, le=1024, description="threads for sync handlers, per worker")
     batching: bool = Field(False, description="group concurrent /classify requests into one model call")
     batch_max_size: int = Field(64, ge=1, le=1024, description="most requests in one batch")

@@ -1,6 +1,7 @@
 """What a request does once its body is valid, in the handler style the lab is set to.
 
-    downstream wait (a feature-store lookup) -> extra CPU work -> model inference (alone or in a batch)
+    working memory held -> downstream wait (a feature-store lookup) -> extra CPU work -> model inference
+    (alone or in a batch) -> working memory given back (less what leaks)
 
 The three styles differ only in *where* that runs, which is the lesson:
 
@@ -18,6 +19,7 @@ free thread can be timed as its own stage.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import random
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from typing import Any
 
 import anyio.from_thread
 import anyio.to_thread
+import numpy as np
 
 from model_api.batching import BatchTiming, MicroBatcher
 from model_api.settings import Settings
@@ -63,6 +66,26 @@ class Stages:
         return now
 
 
+class WorkingMemory:
+    """The memory one request holds while it is served (LAB_REQUEST_MEMORY_MB), like the feature matrix a real
+    model builds: mapped from the kernel and filled, so it is resident at once, and unmapped when the request is
+    answered, so it is given back at once (from the C heap, freed memory may stay with the process and look like
+    a leak)."""
+
+    def __init__(self, size: int) -> None:
+        self._map = mmap.mmap(-1, size) if size > 0 else None
+        if self._map is not None:
+            np.frombuffer(self._map, dtype=np.uint8).fill(1)  # touch every page: the kernel charges them now
+
+    def release(self) -> None:
+        if self._map is not None:
+            self._map.close()
+
+
+# What requests left behind in this worker (LAB_LEAK_KB_PER_REQUEST): never freed, as a leak is not.
+_LEAKED: list[bytearray] = []
+
+
 def burn_cpu(milliseconds: float) -> None:
     """Do real computation for about `milliseconds` of this thread's CPU time.
 
@@ -94,12 +117,15 @@ class Workload:
         self._latency = settings.downstream_latency_ms / 1000.0
         self._jitter = settings.downstream_jitter_ms / 1000.0
         self._cpu_ms = settings.extra_cpu_ms
+        self._memory_bytes = int(settings.request_memory_mb * 2**20)
+        self._leak_bytes = int(settings.leak_kb_per_request * 1024)
         self._rng = rng or random.Random()
 
     def stages(self, batched: bool) -> list[str]:
         """The stages a request goes through in this configuration, in order (only these are recorded)."""
         names = ["validation"]
         names += ["threadpool_wait"] if self._style == "sync" else []
+        names += ["allocation"] if self._memory_bytes or self._leak_bytes else []
         names += ["downstream"] if self._latency > 0 else []
         names += ["cpu_work"] if self._cpu_ms > 0 else []
         names += ["batch_queue"] if batched else []
@@ -117,6 +143,13 @@ class Workload:
         if self._style == "sync":
             submitted = time.perf_counter()
             return await anyio.to_thread.run_sync(self._in_thread, features, inference, stages, submitted)
+        memory = self._allocate(stages)
+        try:
+            return await self._on_loop(features, inference, stages)
+        finally:
+            memory.release()
+
+    async def _on_loop(self, features: dict[str, Any], inference: Inference, stages: Stages) -> Any:
         started = time.perf_counter()
         wait = self._downstream_seconds()
         if wait > 0 and self._style == "async":
@@ -132,7 +165,15 @@ class Workload:
         return result
 
     def _in_thread(self, features: dict[str, Any], inference: Inference, stages: Stages, submitted: float) -> Any:
-        started = stages.since("threadpool_wait", submitted)
+        stages.since("threadpool_wait", submitted)
+        memory = self._allocate(stages)
+        try:
+            return self._in_thread_holding(features, inference, stages)
+        finally:
+            memory.release()
+
+    def _in_thread_holding(self, features: dict[str, Any], inference: Inference, stages: Stages) -> Any:
+        started = time.perf_counter()
         wait = self._downstream_seconds()
         if wait > 0:
             time.sleep(wait)
@@ -143,6 +184,17 @@ class Workload:
         result = anyio.from_thread.run(inference.batcher.submit, features, timing)
         self._record_batch(stages, timing)
         return result
+
+    def _allocate(self, stages: Stages) -> WorkingMemory:
+        """Take the request's working memory and leave its leak behind (each when configured)."""
+        if not (self._memory_bytes or self._leak_bytes):
+            return WorkingMemory(0)
+        started = time.perf_counter()
+        memory = WorkingMemory(self._memory_bytes)
+        if self._leak_bytes:
+            _LEAKED.append(bytearray(b"\x01") * self._leak_bytes)  # filled, so resident
+        stages.since("allocation", started)
+        return memory
 
     def _after_wait(self, stages: Stages, started: float) -> None:
         """Close the downstream stage, then do the extra CPU work as a stage of its own (each when configured:

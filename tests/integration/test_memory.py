@@ -1,0 +1,131 @@
+"""Memory under gunicorn: what a request holds and leaks, and what the master counts when a worker dies.
+
+Real gunicorn on 127.0.0.1. Memory is read as the learner reads it, from /metrics (each worker's resident memory,
+psutil). The OOM killer itself needs a memory limit, so it is proven in compose (tests/compose/test_scenarios.py,
+memory-bound); here a worker dies the way the OOM killer kills it, by SIGKILL, and the master's counters must
+explain every request its clients lost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx2
+import pytest
+
+from lab.api import RunningApi, running_api
+from lab.exposition import parse, total
+from lab.polling import wait_for
+from model_api import data
+
+pytestmark = pytest.mark.timeout(180)
+
+MB = 2**20
+
+
+def resident(api: RunningApi) -> float:
+    return total(parse(api.metrics()), "lab_worker_resident_memory_bytes")
+
+
+def counter(api: RunningApi, name: str) -> float:
+    return total(parse(api.metrics()), name)
+
+
+def test_each_request_holds_its_working_memory_while_it_waits_and_gives_it_back(tmp_path, model_dir):
+    with running_api(
+        tmp_path, model_dir, workers=1, LAB_REQUEST_MEMORY_MB="64", LAB_DOWNSTREAM_LATENCY_MS="3000"
+    ) as api:
+        idle = resident(api)
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(httpx2.post, f"{api.url}/classify", json=data.COURSE_APPLICANT, timeout=30)]
+            answers += [pool.submit(httpx2.post, f"{api.url}/predict", json=data.COURSE_HOUSE, timeout=30)]
+            answers += [
+                pool.submit(httpx2.post, f"{api.url}/classify", json=data.COURSE_APPLICANT, timeout=30)
+                for _ in range(2)
+            ]
+            # Four requests wait downstream at once, each holding 64 MB: at least 3 x 64 MB more, as a margin.
+            wait_for(lambda: resident(api) - idle >= 3 * 64 * MB, 20, "the waiting requests' memory to be resident")
+            assert [answer.result().status_code for answer in answers] == [200] * 4
+
+        wait_for(lambda: resident(api) - idle < 64 * MB, 20, "the answered requests' memory to be given back")
+
+
+def test_a_leak_stays_in_the_worker_after_its_requests_are_answered(tmp_path, model_dir):
+    with running_api(tmp_path, model_dir, workers=1, LAB_LEAK_KB_PER_REQUEST="1024") as api:
+        idle = resident(api)
+        with httpx2.Client(base_url=api.url, timeout=30) as client:
+            for _ in range(100):
+                assert client.post("/classify", json=data.COURSE_APPLICANT).status_code == 200
+
+        assert resident(api) - idle >= 90 * MB  # 100 requests x 1 MB, with a margin for what the heap reuses
+
+
+def test_max_requests_recycles_the_worker_without_losing_a_request(tmp_path, model_dir):
+    with running_api(tmp_path, model_dir, workers=1, LAB_MAX_REQUESTS="20", LAB_MAX_REQUESTS_JITTER="0") as api:
+        assert counter(api, "lab_worker_restarts_total") == 0  # exposed at zero before anything happens
+        first = api.worker_pids()
+        with httpx2.Client(base_url=api.url, timeout=30) as client:
+            statuses = Counter(client.post("/classify", json=data.COURSE_APPLICANT).status_code for _ in range(30))
+
+        assert statuses == {200: 30}
+        wait_for(lambda: counter(api, "lab_worker_restarts_total") == 1, 30, "the recycled worker to be counted")
+        assert api.worker_pids() != first
+        assert counter(api, "lab_worker_lost_requests_total") == 0
+
+
+class KeptAliveClients:
+    """Client threads, each on one kept-alive connection, posting /classify back to back; transport errors are
+    counted, not raised: they are what a learner's Locust reports as failures when a worker dies."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(url,), daemon=True) for _ in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _client(self, url: str) -> None:
+        with httpx2.Client(base_url=url, timeout=30) as client:
+            while not self._stopping.is_set():
+                try:
+                    outcome = str(client.post("/classify", json=data.COURSE_APPLICANT).status_code)
+                except httpx2.TransportError:
+                    outcome = "connection error"
+                with self._lock:
+                    self.outcomes[outcome] += 1
+
+    def count(self, outcome: str) -> int:
+        with self._lock:
+            return self.outcomes[outcome]
+
+    def finish(self) -> Counter[str]:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(60)
+        return self.outcomes
+
+
+def test_a_worker_killed_under_load_is_counted_with_exactly_the_requests_its_clients_lost(tmp_path, model_dir):
+    # A downstream wait keeps each client's request in flight nearly all the time, so the kill catches several.
+    with running_api(tmp_path, model_dir, workers=2, LAB_DOWNSTREAM_LATENCY_MS="500") as api:
+        load = KeptAliveClients(api.url, clients=8)
+        try:
+            wait_for(lambda: load.count("200") >= 16, 30, "the load to be answered")
+            victim = api.worker_pids()[0]
+            os.kill(victim, signal.SIGKILL)  # what the OOM killer sends
+            wait_for(lambda: counter(api, "lab_worker_restarts_total") == 1, 30, "the master to count the restart")
+            wait_for(lambda: len(api.worker_pids()) == 2 and victim not in api.worker_pids(), 30, "a new worker")
+            answered = load.count("200")
+            wait_for(lambda: load.count("200") >= answered + 16, 30, "the load to be answered again")
+        finally:
+            outcomes = load.finish()
+        lost = counter(api, "lab_worker_lost_requests_total")
+
+    assert set(outcomes) <= {"200", "connection error"}  # never a 5xx
+    assert lost >= 1  # the kill caught requests in flight
+    assert outcomes["connection error"] == lost  # every failure the clients saw, the server explains
