@@ -119,7 +119,8 @@ def advised_command(alert: str) -> str:
     return command
 
 
-def needs_balancer(expr: str) -> bool:
-    """Whether a query reads the balancer's series (HAProxy's, and the rules over them, are named haproxy):
-    only the compose lab has a balancer, so the compose tier checks these and the native lab the rest."""
-    return "haproxy" in expr
+def compose_only(expr: str) -> bool:
+    """Whether a query reads what only the compose lab has: the balancer's series (HAProxy's, and the rules over
+    them, are named haproxy) and the OOM kills (known only under a memory limit). The compose tier checks these,
+    the native lab the rest."""
+    return "haproxy" in expr or "oom_kills" in expr

@@ -67,4 +67,28 @@ def panels() -> list[Builder[model.Panel]]:
             "percentunit",
             line_at=0.9,
         ),
+        timeseries_panel(
+            "Workers lost: OOM kills and restarts",
+            "In each minute, the processes the kernel's OOM killer killed in the API's container (known only under "
+            "a memory limit) and the workers gunicorn replaced (any death: OOM, crash, kill -9, or a recycle after "
+            "LAB_MAX_REQUESTS). An OOM kill is the memory-bound verdict for the next 3 minutes.",
+            [
+                query("sum by (instance) (increase(lab_container_oom_kills_total[1m]))", "OOM kills {{instance}}"),
+                query("sum by (instance) (increase(lab_worker_restarts_total[1m]))", "restarts {{instance}}"),
+            ],
+            "short",
+            width=12,
+        ),
+        timeseries_panel(
+            "Requests lost with their worker",
+            "In each minute, the requests a worker held when it died: each client got a connection error. Against "
+            "Locust's failures of every kind: when the two lines meet, every failure is a dead worker's, not a bug "
+            "in the API.",
+            [
+                query("sum by (instance) (increase(lab_worker_lost_requests_total[1m]))", "lost {{instance}}"),
+                query("sum(increase(locust_failures_total[1m]))", "Locust failures (every kind)"),
+            ],
+            "short",
+            width=12,
+        ),
     ]

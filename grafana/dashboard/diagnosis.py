@@ -79,6 +79,7 @@ def signals() -> statetimeline.Panel:
             "or that P99 (the worse of client and server) is over half the SLO.",
             [
                 query("job:lab_signal_load_generator_saturated:bool", "load generator saturated"),
+                query("job:lab_signal_memory_bound:bool", "memory-bound"),
                 query("job:lab_signal_event_loop_blocked:bool", "event loop blocked"),
                 query("job:lab_signal_cpu_bound:bool", "CPU-bound"),
                 query("job:lab_signal_io_bound:bool", "I/O-bound"),

@@ -26,7 +26,7 @@ from lab.grafana import panel_queries
 from lab.paths import REPO
 from lab.polling import wait_for
 from lab.profiling import compose_target, read_speedscope, record
-from lab.prometheus import advised_command, needs_balancer, recorded_series
+from lab.prometheus import advised_command, compose_only, recorded_series
 from lab.scenarios import api_service
 from model_api.vocabulary import MODEL_ROUTES_REGEX
 from tests.support.compose import build_images, require_docker, running_lab
@@ -165,13 +165,15 @@ def test_the_balancer_spreads_a_swarm_evenly_over_both_replicas(lab: ComposeLab)
     assert min(served) >= 0.9 * max(served), f"requests per replica: {served}"
 
 
-def test_every_balancer_rule_and_panel_query_returns_data(lab: ComposeLab):
-    """HAProxy runs only in the compose lab, so its rules and panels are checked here, not in the native lab."""
+def test_every_balancer_and_oom_rule_and_panel_query_returns_data(lab: ComposeLab):
+    """HAProxy runs, and the API has a memory limit, only in the compose lab: the rules and panels that read the
+    balancer or the OOM kills are checked here, not in the native lab."""
     dashboard = json.loads(DASHBOARD_FILE.read_text())
     queries = [*recorded_series(), *(expr for _, expr in panel_queries(dashboard))]
-    balancer = [q.replace("$__rate_interval", "30s") for q in queries if needs_balancer(q)]
-    assert balancer, "the dashboard and the rules read the balancer"
-    for query in balancer:
+    compose = [q.replace("$__rate_interval", "30s") for q in queries if compose_only(q)]
+    assert any("haproxy" in q for q in compose), "the dashboard and the rules read the balancer"
+    assert any("oom_kills" in q for q in compose), "the dashboard and the rules read the OOM kills"
+    for query in compose:
         assert wait_for(lambda q=query: lab.query(q), 60, f"{query} to return data", interval=1)
 
 

@@ -20,7 +20,7 @@ from grafana.dashboard import DASHBOARD_FILE
 from lab.grafana import all_value, annotation_queries, label_values_query, panel_queries, panels, substitute, variables
 from lab.native import native_lab
 from lab.polling import wait_for
-from lab.prometheus import needs_balancer, recorded_series, rules
+from lab.prometheus import compose_only, recorded_series, rules
 from model_api.vocabulary import MODEL_ROUTES_REGEX, VERDICTS
 from tests.support.tools import prometheus
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(300)
 
 DASHBOARD = json.loads(DASHBOARD_FILE.read_text())
 INSTANT = {(f"{p['title']} [{t['refId']}]") for p in panels(DASHBOARD) for t in p["targets"] if t["instant"]}
-NATIVE_QUERIES = [(name, expr) for name, expr in panel_queries(DASHBOARD) if not needs_balancer(expr)]
+NATIVE_QUERIES = [(name, expr) for name, expr in panel_queries(DASHBOARD) if not compose_only(expr)]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_prometheus_scrapes_the_api_locust_and_itself(live_lab):
     assert up == {"model-api": 1.0, "locust": 1.0, "prometheus": 1.0}
 
 
-@pytest.mark.parametrize("record", [r for r in recorded_series() if not needs_balancer(r)])
+@pytest.mark.parametrize("record", [r for r in recorded_series() if not compose_only(r)])
 def test_every_recording_rule_returns_data_under_load(live_lab, record):
     series = wait_for(lambda: live_lab.query(record), 90, f"{record} to return a series", interval=1)
     assert series

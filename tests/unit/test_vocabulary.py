@@ -8,7 +8,7 @@ import yaml
 
 from lab.paths import REPO
 from model_api.routes import router
-from model_api.vocabulary import MODEL_ROUTES, RULE_WINDOW_SECONDS, STEP_SECONDS, VERDICTS
+from model_api.vocabulary import MODEL_ROUTES, OOM_MEMORY_SECONDS, RULE_WINDOW_SECONDS, STEP_SECONDS, VERDICTS
 
 RULES = REPO / "prometheus" / "rules"
 
@@ -30,6 +30,12 @@ def test_the_recording_rules_rates_look_back_one_rule_window():
     text = (RULES / "recording.yml").read_text()
     windows = set(re.findall(r"rate\([^\[]*\[(\d+)s\]\)", text))
     assert windows == {str(RULE_WINDOW_SECONDS)}
+
+
+def test_an_oom_kill_counts_for_as_long_as_the_vocabulary_says():
+    text = (RULES / "recording.yml").read_text()
+    windows = set(re.findall(r"increase\(lab_(?:container_oom_kills|worker_restarts)_total\[(\d+)m\]\)", text))
+    assert windows == {str(OOM_MEMORY_SECONDS // 60)}
 
 
 def test_the_model_routes_are_the_api_s_routes_tagged_models():

@@ -235,7 +235,9 @@ class ContainerCollector:
         yield _family("lab_container_cpu_throttled_seconds_total", reading.throttled_seconds)
         yield _family("lab_container_memory_usage_bytes", memory_bytes)
         yield _family("lab_container_memory_limit_bytes", reading.memory_limit_bytes)
-        yield _family("lab_container_oom_kills_total", reading.oom_kills)
+        # Only the API's own cgroup: natively, an unlimited cgroup is the user's session, whose OOM kills (a browser
+        # tab) say nothing about the API.
+        yield _family("lab_container_oom_kills_total", reading.oom_kills if reading.memory_limited else None)
 
     def _own_usage(self) -> ProcessUsage | None:
         try:

@@ -52,7 +52,7 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
         "counter",
         (),
         "Processes the kernel's OOM killer killed in the container's memory cgroup (memory.events oom_kill in "
-        "cgroup v2, memory.oom_control in v1); natively, in the cgroup the API runs in.",
+        "cgroup v2, memory.oom_control in v1); only under a memory limit.",
     ),
     "lab_slo_seconds": ("gauge", (), "The latency SLO (P99) the diagnosis judges by: LOCUST_SLO_MS, in seconds."),
     "lab_listen_queue_connections": (

@@ -13,6 +13,7 @@ VERDICTS: dict[str, str] = {
     "cpu-bound": "#f2495c",  # red
     "io-bound": "#ff9830",  # orange
     "event-loop-blocked": "#b877d9",  # purple
+    "memory-bound": "#8f3bb8",  # dark purple
     "queueing": "#fade2a",  # yellow
     "slo-breached": "#c4162a",  # dark red
     "load-generator-saturated": "#5794f2",  # blue
@@ -33,6 +34,8 @@ MODEL_RUNTIMES: tuple[str, ...] = ("sklearn", "onnx")
 STEP_SECONDS = 5
 # The recording rules' rates look back this far, so the diagnosis describes a step until that long after it.
 RULE_WINDOW_SECONDS = 30
+# How long an OOM kill keeps the verdict at memory-bound: long enough to read it after the load has calmed down.
+OOM_MEMORY_SECONDS = 180
 # How far the verdict trails the load: a scrape (5 s), a Locust worker's report (3 s), the rule evaluations from
 # the raw series to the signals (5 s each), and one more for the verdict to hold at two in a row.
 DIAGNOSIS_LAG_SECONDS = 25
