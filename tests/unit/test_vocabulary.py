@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import yaml
 
 from lab.paths import REPO
-from model_api.routes import router
 from model_api.buckets import LATENCY_BUCKETS
+from model_api.routes import router
 from model_api.vocabulary import MODEL_ROUTES, P999_MIN_SAMPLES, RULE_WINDOW_SECONDS, SLO_MS, STEP_SECONDS, VERDICTS
 
 RULES = REPO / "prometheus" / "rules"
@@ -59,7 +60,7 @@ def test_a_p999_is_a_number_only_from_as_many_requests_as_the_vocabulary_says():
 def test_latency_buckets_are_fine_everywhere_and_finest_around_the_slos():
     """No bucket over 1.5x the one below; from 0.1 s to 2 s (the default SLO and the guides' 250-500 ms), none
     over 1.25x, so that a P99 and a P99.9 near an SLO fall in different buckets."""
-    ratios = {upper: upper / lower for lower, upper in zip(LATENCY_BUCKETS, LATENCY_BUCKETS[1:], strict=False)}
+    ratios = {upper: upper / lower for lower, upper in itertools.pairwise(LATENCY_BUCKETS)}
     assert max(ratios.values()) <= 1.5
     assert all(ratio <= 1.25 for upper, ratio in ratios.items() if 0.1 < upper <= 2.0)
     assert SLO_MS / 1000 in LATENCY_BUCKETS
