@@ -11,12 +11,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.stack import Lab
-from model_api.vocabulary import MODEL_ROUTES_REGEX, RULE_WINDOW_SECONDS, STEP_SECONDS
+from model_api.vocabulary import MODEL_ROUTES_REGEX, P999_MIN_SAMPLES, RULE_WINDOW_SECONDS, STEP_SECONDS
 
 MODEL_ROUTES = f'route=~"{MODEL_ROUTES_REGEX}"'
 WINDOW = f"[{RULE_WINDOW_SECONDS}s]"  # the recording rules' window, so these series read like theirs
 SERVER_BUCKETS = f"sum by (le) (rate(lab_http_request_duration_seconds_bucket{{{MODEL_ROUTES}}}{WINDOW}))"
 CLIENT_BUCKETS = f"sum by (le) (rate(locust_response_time_seconds_bucket{WINDOW}))"
+SERVER_REQUESTS = f"sum(increase(lab_http_request_duration_seconds_count{{{MODEL_ROUTES}}}{WINDOW}))"
+CLIENT_REQUESTS = f"sum(increase(locust_response_time_seconds_count{WINDOW}))"
+
+
+def p999(buckets: str, requests: str) -> str:
+    """PromQL: the P99.9 of a window that holds P999_MIN_SAMPLES requests or more, nothing where it holds fewer
+    (as the recording rules, over both routes together like the P99 series beside it)."""
+    return f"histogram_quantile(0.999, {buckets}) and on () {requests} >= {P999_MIN_SAMPLES}"
+
 
 # name -> (PromQL, unit); every one is a single series.
 SERIES: dict[str, tuple[str, str]] = {
@@ -29,6 +38,10 @@ SERIES: dict[str, tuple[str, str]] = {
     "p50_server": (f"histogram_quantile(0.50, {SERVER_BUCKETS})", "s"),
     "p95_server": (f"histogram_quantile(0.95, {SERVER_BUCKETS})", "s"),
     "p99_server": (f"histogram_quantile(0.99, {SERVER_BUCKETS})", "s"),
+    "p999_client": (p999(CLIENT_BUCKETS, CLIENT_REQUESTS), "s"),
+    "p999_server": (p999(SERVER_BUCKETS, SERVER_REQUESTS), "s"),
+    "requests_client": (CLIENT_REQUESTS, "requests"),  # in each 30 s window: what a P99.9 is read from
+    "requests_server": (SERVER_REQUESTS, "requests"),
     "failure_ratio": ("max(endpoint:locust_failures:ratio_rate30s)", "ratio"),
     "failures_client": (f"sum(rate(locust_failures_total{WINDOW}))", "req/s"),
     "cpu_utilization": ("max(instance:lab_cpu_utilization:ratio_rate30s)", "ratio"),

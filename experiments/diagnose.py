@@ -13,6 +13,7 @@ computed here.
 from __future__ import annotations
 
 import argparse
+import math
 import operator
 import os
 import re
@@ -25,7 +26,7 @@ import httpx2
 
 from lab.errors import LabError
 from lab.prometheus import PrometheusClient
-from model_api.vocabulary import MODEL_ROUTES_REGEX
+from model_api.vocabulary import MODEL_ROUTES_REGEX, P999_MIN_SAMPLES, TOO_FEW_REQUESTS
 
 NO_CLIENT = "unavailable: no client-side data (the load is not coming from the lab's Locust)"
 
@@ -82,6 +83,9 @@ EVIDENCE = [
     Evidence("requests per second (server)", f'sum(route:lab_http_requests:rate30s{{route=~"{MODEL_ROUTES_REGEX}"}})',
              lambda v: f"{v:.1f}"),
     Evidence("P99, the worse of client and server", "job:lab_p99_seconds:worse_rate30s", ms),
+    # NaN where no route's window holds P999_MIN_SAMPLES requests: printed as TOO_FEW_REQUESTS, not a number.
+    Evidence("P99.9, the worse of client and server", "job:lab_p999_seconds:worse_rate30s", ms),
+    Evidence(f"requests behind it (P99.9 needs {P999_MIN_SAMPLES})", "job:lab_http_requests:max_count30s", count),
     Evidence("the SLO (P99 over half of it: requests wait)", "job:lab_slo_seconds:max", ms),
     Evidence("failures (Locust's, or 5xx)", "job:lab_failures:worse_ratio_rate30s", percent,
              "job:lab_failures:worse_ratio_rate30s > 0.01"),
@@ -148,6 +152,9 @@ def report(prometheus: PrometheusClient) -> str:
         if value is None:
             note = NO_CLIENT if item.client_side and not client else "no data"
             lines.append(f"{item.name:<44} {'-':>8}   {item.describe()}{'; ' if item.rule else ''}{note}")
+            continue
+        if math.isnan(value):  # a percentile the rules give no number for: too few requests in its window
+            lines.append(f"{item.name:<44} {TOO_FEW_REQUESTS:>8}   {item.describe()}")
             continue
         mark = "  <" if item.crossed(value) else ""
         lines.append(f"{item.name:<44} {item.show(value):>8}   {item.describe()}{mark}")

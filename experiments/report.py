@@ -18,7 +18,14 @@ import matplotlib.pyplot as plt
 from experiments.collect import RunSeries
 from lab.markdown import table
 from lab.profiling import Profile
-from model_api.vocabulary import HEALTHY, RULE_WINDOW_SECONDS, STEP_SECONDS, VERDICTS
+from model_api.vocabulary import (
+    HEALTHY,
+    P999_MIN_SAMPLES,
+    RULE_WINDOW_SECONDS,
+    STEP_SECONDS,
+    TOO_FEW_REQUESTS,
+    VERDICTS,
+)
 
 
 @dataclass
@@ -38,6 +45,12 @@ class Step:
     event_loop_lag_ms: float | None
     batch_size: float | None
     verdict: str | None
+    # P99.9 over the step's windows that held P999_MIN_SAMPLES requests, and the mean requests per window (a
+    # report written before P99.9 was recorded has none of these).
+    p999_client_ms: float | None = None
+    p999_server_ms: float | None = None
+    requests_client: float | None = None
+    requests_server: float | None = None
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -78,6 +91,10 @@ def steps(series: RunSeries, step: float = STEP_SECONDS) -> list[Step]:
                 event_loop_lag_ms=_ms(mean("event_loop_lag")),
                 batch_size=mean("batch_size"),
                 verdict=verdicts.most_common(1)[0][0] if verdicts else None,
+                p999_client_ms=_ms(mean("p999_client")),
+                p999_server_ms=_ms(mean("p999_server")),
+                requests_client=mean("requests_client"),
+                requests_server=mean("requests_server"),
             )
         )
     return result
@@ -177,6 +194,16 @@ def _fmt(value: float | None, pattern: str = "{:.1f}", missing: str = "–") -> 
     return missing if value is None else pattern.format(value)
 
 
+def _p999(p999_ms: float | None, requests: float | None) -> str:
+    """A P99.9 with the requests of its 30 s window, or in words when they were too few for one."""
+    if requests is None:
+        return "–"
+    behind = f"{requests:,.0f} requests"
+    if p999_ms is None:  # no window of it held P999_MIN_SAMPLES requests
+        return f"{TOO_FEW_REQUESTS} ({behind})"
+    return f"{p999_ms:.0f} ms ({behind})"
+
+
 def _cores(value: float | None, pattern: str = "{}") -> str:
     """ "1 core", "2 cores", "0.5 cores"; nothing when unknown."""
     return "" if value is None else pattern.format(f"{value:g} core" + ("" if value == 1 else "s"))
@@ -215,6 +242,14 @@ def _peak_rows(peaks: dict[str, float | None]) -> list[list[str]]:
         ["busiest API worker's CPU", _fmt(peaks["worker_cpu"], "{:.2f} cores")],
         ["client P99", _fmt(_ms(peaks["p99_client"]), "{:.0f} ms")],
         ["server P99", _fmt(_ms(peaks["p99_server"]), "{:.0f} ms")],
+        [
+            "client P99.9 (most requests in a 30 s window)",
+            _p999(_ms(peaks.get("p999_client")), peaks.get("requests_client")),
+        ],
+        [
+            "server P99.9 (most requests in a 30 s window)",
+            _p999(_ms(peaks.get("p999_server")), peaks.get("requests_server")),
+        ],
         ["queueing gap (client P99 − server P99, the worst route)", _fmt(_ms(peaks["queueing_gap"]), "{:.0f} ms")],
         [
             "requests in flight",
@@ -233,7 +268,8 @@ def _peak_rows(peaks: dict[str, float | None]) -> list[list[str]]:
     ]
 
 
-STEP_COLUMNS = ["users", "RPS", "P99 client", "P99 server", "CPU / limit", "in flight", "queueing gap (worst route)",
+STEP_COLUMNS = ["users", "RPS", "P99 client", "P99 server", "P99.9 client (requests / 30 s)",
+                "P99.9 server (requests / 30 s)", "CPU / limit", "in flight", "queueing gap (worst route)",
                 "loop lag", "batch", "verdict"]  # fmt: skip
 
 
@@ -243,6 +279,8 @@ def _step_row(s: Step) -> list[str]:
         _fmt(s.rps),
         _fmt(s.p99_client_ms, "{:.0f} ms"),
         _fmt(s.p99_server_ms, "{:.0f} ms"),
+        _p999(s.p999_client_ms, s.requests_client),
+        _p999(s.p999_server_ms, s.requests_server),
         _fmt(s.cpu_utilization, "{:.0%}"),
         _fmt(s.in_flight, "{:.1f}"),
         _fmt(s.queueing_gap_ms, "{:.0f} ms"),
@@ -299,7 +337,10 @@ def summary_markdown(report: ExperimentReport, folder: Path | None = None) -> st
         "From Prometheus, averaged over the time each number of users ran; its 30 s windows lag short steps, so "
         "the RPS and P99 of each step as Locust measured them are in report.json (`breaking_point.steps`) "
         "and in the first chart. The queueing gap is that of the route where it is largest (what the diagnosis "
-        "reads), so it need not be the difference of the two P99 columns, which are over both routes together.",
+        "reads), so it need not be the difference of the two P99 columns, which are over both routes together. "
+        f"A P99.9 is averaged over the step's windows that held {P999_MIN_SAMPLES:,} requests or more, beside the "
+        f"mean requests per window; with fewer, one request in {P999_MIN_SAMPLES:,} is no more than the slowest "
+        f"one or two, so the cell says {TOO_FEW_REQUESTS}.",
         "",
         table(STEP_COLUMNS, [_step_row(s) for s in report.steps]),
         "",
@@ -385,7 +426,16 @@ def chart_timeline(report: ExperimentReport, path: Path) -> None:
                 ("not_ready_rps", "API's 503s/s: not loaded", 1),
             ],
         ),
-        ("P99 (ms)", [("p99_client", "client", 1000), ("p99_server", "server", 1000)]),
+        (
+            "P99, P99.9 (ms)",
+            [
+                ("p99_client", "client P99", 1000),
+                ("p99_server", "server P99", 1000),
+                # only where a 30 s window held P999_MIN_SAMPLES requests: a gap elsewhere
+                ("p999_client", "client P99.9", 1000),
+                ("p999_server", "server P99.9", 1000),
+            ],
+        ),
         ("CPU / limit (%)", [("cpu_utilization", "CPU", 100), ("cpu_throttled", "throttled periods", 100)]),
     ]
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 7), sharex=True)

@@ -138,3 +138,6 @@ def test_make_diagnose_prints_the_verdict_its_advice_and_the_evidence_from_the_l
     assert re.search(r"^What to change: \S", done.stdout, re.MULTILINE), done.stdout
     assert re.search(r"^CPU / limit \(busiest replica\) +\d+%   > 75%", done.stdout, re.MULTILINE), done.stdout
     assert re.search(r"^queueing gap: client P99 - server P99 +-?\d+ ms", done.stdout, re.MULTILINE), done.stdout
+    p999 = r"^P99\.9, the worse of client and server +(\d+ ms|too few requests)\b"
+    assert re.search(p999, done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^requests behind it \(P99\.9 needs 1000\) +\d+ ", done.stdout, re.MULTILINE), done.stdout

@@ -13,6 +13,7 @@ COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 DESIGN_SCENARIOS = {
     "baseline", "cpu-bound", "io-bound", "async-io", "blocking-async", "more-workers", "batching", "onnx", "cold-start",
+    "memory-bound",
 }  # fmt: skip
 
 
@@ -43,7 +44,7 @@ def test_each_scenario_changes_only_the_api_and_only_knobs_the_api_reads(path):
     assert list(override) == ["services"]
     assert list(override["services"]) == ["api"]
     api = override["services"]["api"]
-    assert set(api) <= {"environment", "cpus"}
+    assert set(api) <= {"environment", "cpus", "mem_limit", "memswap_limit"}
     assert set(api.get("environment", {})) <= set(COMPOSE["services"]["api"]["environment"])
 
 

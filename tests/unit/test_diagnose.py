@@ -8,7 +8,7 @@ import socket
 import pytest
 import yaml
 
-from experiments.diagnose import EVIDENCE, main
+from experiments.diagnose import EVIDENCE, main, report
 from lab.paths import RULES_DIR
 
 RULES = RULES_DIR
@@ -65,3 +65,34 @@ def test_a_bad_option_is_refused_by_name(argv, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert "--every" in capsys.readouterr().err
+
+
+class StillPrometheus:
+    """A Prometheus that answers every query with one fixed value per expression (none: no series)."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values = values
+
+    def query(self, expr: str) -> list[dict]:
+        if expr == "job:lab_diagnosis:verdict":
+            return [{"metric": {"verdict": "healthy"}, "value": [0, "1"]}]
+        return [{"metric": {}, "value": [0, str(self.values[expr])]}] if expr in self.values else []
+
+    def value(self, expr: str) -> float | None:
+        return float(self.values[expr]) if expr in self.values else None
+
+    def rule_groups(self) -> list[dict]:
+        return []
+
+
+@pytest.mark.parametrize(
+    ("p999", "requests", "shown"),
+    [("NaN", 600, "too few requests"), ("1.09", 1200, "1090 ms")],
+)
+def test_the_p999_is_shown_beside_its_requests_and_in_words_when_they_are_too_few(p999, requests, shown):
+    text = report(
+        StillPrometheus({"job:lab_p999_seconds:worse_rate30s": p999, "job:lab_http_requests:max_count30s": requests})
+    )
+
+    assert re.search(rf"^P99\.9, the worse of client and server +{shown}\b", text, re.MULTILINE), text
+    assert re.search(rf"^requests behind it \(P99\.9 needs 1000\) +{requests}\b", text, re.MULTILINE), text

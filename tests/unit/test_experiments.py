@@ -38,6 +38,9 @@ def synthetic_run() -> RunSeries:
     values["p99_client"] = [level[u][2] for u in users]
     values["cpu_limit"] = [1.0] * 12
     values["rps_client"][0] = None  # no rate yet at the very start
+    # Server requests per 30 s window: 300, 600, 1,200; a P99.9 only where a window held 1,000 (30 users).
+    values["requests_server"] = [30.0 * level[u][0] for u in users]
+    values["p999_server"] = [1.5 if u == 30 else None for u in users]
     verdicts = ["healthy"] * 5 + ["cpu-bound"] * 6 + ["queueing"]
     return RunSeries([1000.0 + 5 * i for i in range(12)], values, verdicts)
 
@@ -51,6 +54,19 @@ def test_steps_group_the_run_by_users_with_means_and_the_verdict_held_most():
     assert [s.cpu_utilization for s in result] == pytest.approx([0.3, 0.8, 0.99])
     assert [s.p99_client_ms for s in result] == pytest.approx([50, 400, 1200])
     assert [s.verdict for s in result] == ["healthy", "cpu-bound", "cpu-bound"]
+    assert [s.p999_server_ms for s in result] == [None, None, 1500]
+    assert [s.requests_server for s in result] == [300, 600, 660]
+
+
+def test_a_p999_is_shown_with_its_requests_and_in_words_where_they_were_too_few():
+    summary = summary_markdown(build_report("cpu-bound", "compose", synthetic_run(), BREAKING_POINT))
+
+    rows = {line.split("|")[1].strip(): line for line in summary.splitlines() if line.startswith("| ")}
+    assert "| too few requests (300 requests) |" in rows["10"]
+    assert "| too few requests (600 requests) |" in rows["20"]
+    assert "| 1500 ms (660 requests) |" in rows["30"]
+    assert "| – |" in rows["30"]  # no client series at all: unknown, not "too few"
+    assert rows["server P99.9 (most requests in a 30 s window)"].endswith("| 1500 ms (660 requests) |")
 
 
 def test_the_verdict_under_load_is_the_bottleneck_named_in_the_heaviest_step():
@@ -137,7 +153,7 @@ def test_the_report_folder_has_a_summary_and_three_png_charts(tmp_path):
     assert "| last step that held | 20 | 20.0 | 790 ms | 0.0% |" in text
     assert "| step that broke | 30 | 22.0 | 1300 ms | 5.9% |" in text
     assert "**Verdict under load: cpu-bound**" in text
-    assert "| 30 | 22.0 | 1200 ms | – | 99% |" in text
+    assert "| 30 | 22.0 | 1200 ms | – | – | 1500 ms (660 requests) | 99% |" in text
     assert "| CPU against the limit (1 core) | 99% |" in text
     for chart in ("rps_p99_vs_users.png", "cpu_vs_users.png", "timeline.png"):
         assert (tmp_path / "cpu-bound" / chart).read_bytes().startswith(b"\x89PNG"), chart

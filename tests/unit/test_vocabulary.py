@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import yaml
 
 from lab.paths import REPO
+from model_api.buckets import LATENCY_BUCKETS
 from model_api.routes import router
-from model_api.vocabulary import MODEL_ROUTES, OOM_MEMORY_SECONDS, RULE_WINDOW_SECONDS, STEP_SECONDS, VERDICTS
+from model_api.vocabulary import (
+    MODEL_ROUTES,
+    OOM_MEMORY_SECONDS,
+    P999_MIN_SAMPLES,
+    RULE_WINDOW_SECONDS,
+    SLO_MS,
+    STEP_SECONDS,
+    VERDICTS,
+)
 
 RULES = REPO / "prometheus" / "rules"
 
@@ -28,7 +38,7 @@ def test_prometheus_scrapes_and_evaluates_once_a_step():
 
 def test_the_recording_rules_rates_look_back_one_rule_window():
     text = (RULES / "recording.yml").read_text()
-    windows = set(re.findall(r"rate\([^\[]*\[(\d+)s\]\)", text))
+    windows = set(re.findall(r"(?:rate|increase)\([^\[]*\[(\d+)s\]\)", text))
     assert windows == {str(RULE_WINDOW_SECONDS)}
 
 
@@ -41,3 +51,31 @@ def test_an_oom_kill_counts_for_as_long_as_the_vocabulary_says():
 def test_the_model_routes_are_the_api_s_routes_tagged_models():
     tagged = {route.path for route in router.routes if "models" in getattr(route, "tags", [])}
     assert tagged == set(MODEL_ROUTES)
+
+
+def test_a_p999_is_a_number_only_from_as_many_requests_as_the_vocabulary_says():
+    rules = {
+        rule["record"]: rule["expr"]
+        for group in yaml.safe_load((RULES / "recording.yml").read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    gated = {
+        name: expr for name, expr in rules.items() if name.endswith(":p999_rate30s") and "histogram_quantile" in expr
+    }
+    assert set(gated) == {
+        "route:lab_http_request_duration_seconds:p999_rate30s",
+        "endpoint:locust_response_time_seconds:p999_rate30s",
+    }
+    for name, expr in gated.items():
+        assert re.findall(r":count30s >= (\d+)", expr) == [str(P999_MIN_SAMPLES)], name
+
+
+def test_latency_buckets_are_fine_everywhere_and_finest_around_the_slos():
+    """No bucket over 1.5x the one below; from 0.1 s to 2 s (the default SLO and the guides' 250-500 ms), none
+    over 1.25x, so that a P99 and a P99.9 near an SLO fall in different buckets."""
+    ratios = {upper: upper / lower for lower, upper in itertools.pairwise(LATENCY_BUCKETS)}
+    assert max(ratios.values()) <= 1.5
+    assert all(ratio <= 1.25 for upper, ratio in ratios.items() if 0.1 < upper <= 2.0)
+    assert SLO_MS / 1000 in LATENCY_BUCKETS
+    assert len(LATENCY_BUCKETS) <= 40  # each bucket is a series per route, on every scrape

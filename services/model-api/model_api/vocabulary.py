@@ -43,6 +43,11 @@ DIAGNOSIS_LAG_SECONDS = 25
 # The course's latency objective: a response slower than this is a failure, and a breaking-point step whose
 # P99 exceeds it breaks.
 SLO_MS = 1000.0
+# A P99.9 is the time only one request in 1,000 exceeds: from fewer requests than that, it is no more than the
+# slowest one or two, interpolated, and moves with every new request. Below this many requests in its window, the
+# lab shows a P99.9 as "too few requests" instead of a number (the rules, the dashboard, the report, diagnose).
+P999_MIN_SAMPLES = 1000
+TOO_FEW_REQUESTS = "too few requests"
 # How Locust's failure message for such a response starts: the soak counts these apart from errors.
 SLOWER_THAN_SLO = "slower than the SLO"
 
