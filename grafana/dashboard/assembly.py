@@ -19,6 +19,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from grafana.dashboard import (
     balancer,
+    caching,
     cold_start,
     cpu_and_memory,
     diagnosis,
@@ -32,7 +33,9 @@ from model_api.vocabulary import MODEL_ROUTES_REGEX, STEP_SECONDS
 DASHBOARD_FILE = Path(__file__).parents[1] / "dashboards" / "lab.json"
 GRID_WIDTH = 24
 
-ROWS = (golden_signals, diagnosis, cpu_and_memory, inside_the_request, load_generator, balancer, cold_start)
+ROWS = (
+    golden_signals, diagnosis, cpu_and_memory, inside_the_request, load_generator, balancer, cold_start, caching,
+)  # fmt: skip
 
 
 class PrometheusVariable(model.VariableModel):

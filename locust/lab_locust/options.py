@@ -30,6 +30,13 @@ OPTIONS: dict[str, Option] = {
         {"choices": ["closed", "open"]},
     ),
     "open_rate": Option(1.0, "Open workload: requests per second per user"),
+    # A catalog makes requests repeat, as real ones do, so that an answer cache (LAB_CACHE) has hits to find.
+    "catalog_size": Option(
+        0, "Distinct applicants and houses the users draw from (0: an endless varied stream, none twice)"
+    ),
+    "catalog_skew": Option(
+        1.0, "How unevenly the catalog is drawn: the Zipf exponent (0: uniform; 1: the top 1% take about half)"
+    ),
     "exporter_port": Option(
         9646, "Port of the Prometheus exporter on the master (0: off)", {"include_in_web_ui": False}
     ),

@@ -1,7 +1,8 @@
 """The lab's users. Each is a short story: take the next realistic payload, post it, judge the answer.
 
 Payloads come from model_api.data, the code that generated the models' training data, so the load looks
-like what the models were trained on; the course's own payload is the first one each user sends.
+like what the models were trained on; the course's own payload is the first one each user sends, unless the
+users draw from a catalog (--catalog-size), whose entries repeat as often as --catalog-skew says.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class CreditRiskUser(LabUser):
     weight = 3
 
     def payloads(self) -> Iterator[dict[str, Any]]:
-        return data.applicants(seed=random.getrandbits(32))
+        options = self.environment.parsed_options
+        return data.applicants(random.getrandbits(32), options.catalog_size, options.catalog_skew)
 
 
 class HousePriceUser(LabUser):
@@ -111,7 +113,8 @@ class HousePriceUser(LabUser):
     weight = 1
 
     def payloads(self) -> Iterator[dict[str, Any]]:
-        return data.houses(seed=random.getrandbits(32))
+        options = self.environment.parsed_options
+        return data.houses(random.getrandbits(32), options.catalog_size, options.catalog_skew)
 
 
 @events.init.add_listener

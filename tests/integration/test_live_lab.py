@@ -1,10 +1,11 @@
 """A live lab, natively: every rule and every dashboard query returns data, as if a learner opened Grafana.
 (The balancer's rules and panels are checked in the compose tier: only the compose lab has a balancer.)
 
-Real processes on 127.0.0.1: the API (2 gunicorn workers, sync handlers with a 5 ms downstream wait and
-micro-batching, so that every stage and the batch size are recorded), a Locust master with 2 workers ramping to
-10 users, and Debian's Prometheus scraping both with the lab's rules. Grafana cannot run here, so each panel's
-query is sent to Prometheus the way Grafana would send it: template variables set to All, intervals filled in.
+Real processes on 127.0.0.1: the API (2 gunicorn workers, sync handlers with a 5 ms downstream wait,
+micro-batching and the local answer cache, so that every stage, the batch size and the cache are recorded), a
+Locust master with 2 workers ramping to 10 users, and Debian's Prometheus scraping both with the lab's rules.
+Grafana cannot run here, so each panel's query is sent to Prometheus the way Grafana would send it: template
+variables set to All, intervals filled in.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def live_lab(tmp_path_factory, model_dir):
         model_dir=model_dir,
         workers=2,
         cpus=2,
-        api_env={"LAB_DOWNSTREAM_LATENCY_MS": "5", "LAB_BATCHING": "true"},
+        # The local answer cache on, so that its series (and the Answer cache row) exist: Locust's default
+        # stream never repeats a request, so every lookup misses and the model answers all of them.
+        api_env={"LAB_DOWNSTREAM_LATENCY_MS": "5", "LAB_BATCHING": "true", "LAB_CACHE": "local"},
         locust_args=["--autostart", "-u", "10", "-r", "1", "-t", "150s"],
         locustfile="locustfile.py",
         locust_env={"LOCUST_WAIT_MAX": "0.3"},

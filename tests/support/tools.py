@@ -26,3 +26,7 @@ def promtool() -> str:
 
 def prometheus() -> str:
     return require("prometheus", "prometheus", "LAB_REQUIRE_PROMETHEUS")
+
+
+def redis_server() -> str:
+    return require("redis-server", "redis-server", "LAB_REQUIRE_REDIS")

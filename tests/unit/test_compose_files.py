@@ -8,13 +8,18 @@ import pytest
 import yaml
 
 from lab.paths import API_DIR, REPO
+from model_api.settings import Settings, env_name
 
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 DESIGN_SCENARIOS = {
     "baseline", "cpu-bound", "io-bound", "async-io", "blocking-async", "more-workers", "batching", "onnx", "cold-start",
-    "memory-bound",
+    "memory-bound", "caching",
 }  # fmt: skip
+# What a scenario may add beyond the API's knobs: caching brings its Redis (which the API waits for) and a catalog
+# for the Locust users to draw from, so that requests repeat.
+ADDED_SERVICES = {"caching": {"redis", "locust-master", "locust-worker"}}
+API_KEYS = {"caching": {"depends_on"}, "memory-bound": {"mem_limit", "memswap_limit"}}
 
 
 def dotenv() -> dict[str, str]:
@@ -42,10 +47,23 @@ def test_each_scenario_starts_with_what_it_teaches_and_its_command(path):
 def test_each_scenario_changes_only_the_api_and_only_knobs_the_api_reads(path):
     override = yaml.safe_load(path.read_text())
     assert list(override) == ["services"]
-    assert list(override["services"]) == ["api"]
+    assert set(override["services"]) == {"api"} | ADDED_SERVICES.get(path.stem, set())
     api = override["services"]["api"]
-    assert set(api) <= {"environment", "cpus", "mem_limit", "memswap_limit"}
-    assert set(api.get("environment", {})) <= set(COMPOSE["services"]["api"]["environment"])
+    assert set(api) <= {"environment", "cpus"} | API_KEYS.get(path.stem, set())
+    knobs = set(COMPOSE["services"]["api"]["environment"]) | {env_name(name) for name in Settings.model_fields}
+    assert set(api.get("environment", {})) <= knobs
+
+
+def test_the_caching_scenario_starts_the_api_once_its_redis_answers_and_sets_a_catalog_for_every_locust():
+    override = yaml.safe_load((REPO / "scenarios" / "caching.yaml").read_text())["services"]
+    redis_host = override["api"]["environment"]["LAB_REDIS_URL"].split("/")[2].split(":")[0]
+
+    assert redis_host in override
+    assert override["api"]["depends_on"] == {redis_host: {"condition": "service_healthy"}}
+    assert "healthcheck" in override[redis_host]
+    assert re.fullmatch(r"redis:\d+\.\d+\.\d+", override[redis_host]["image"])
+    for locust in ("locust-master", "locust-worker"):
+        assert int(override[locust]["environment"]["LOCUST_CATALOG_SIZE"]) > 0, locust
 
 
 def test_every_host_port_binds_to_127_0_0_1():

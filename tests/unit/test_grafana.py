@@ -99,7 +99,7 @@ def test_the_dashboard_has_the_rows_and_panels_the_lab_promises(dashboard):
     rows = [panel["title"].split(":")[0] for panel in panels(dashboard, rows=True) if panel["type"] == "row"]
     assert rows == [
         "Golden signals", "Diagnosis", "CPU and memory", "Inside the request", "Load generator", "Balancer",
-        "Cold start",
+        "Cold start", "Answer cache",
     ]  # fmt: skip
     kinds = {panel["type"] for panel in panels(dashboard)}
     assert {"heatmap", "stat", "state-timeline", "timeseries", "table"} <= kinds

@@ -29,6 +29,9 @@ GENERATED = {
 # The platform `make lock` resolves for (--python-version 3.11 --python-platform linux), whatever runs the tests.
 LOCKED_PLATFORM = {
     "python_version": "3.11",
+    # uv reads --python-version 3.11 as 3.11.0: a package only older 3.11s need (redis's async-timeout, below
+    # 3.11.3) is locked, and the images' Python (Debian's 3.11.2) does need it.
+    "python_full_version": "3.11.0",
     "sys_platform": "linux",
     "platform_system": "Linux",
     "platform_machine": "x86_64",

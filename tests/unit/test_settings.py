@@ -26,6 +26,7 @@ def test_defaults_are_the_baseline_scenario(env):
     assert settings.web_concurrency == 1
     assert settings.blas_threads == 1
     assert settings.max_body_bytes == 64 * 1024
+    assert settings.cache == "off"
 
 
 def test_knobs_are_read_from_lab_variables(env):
@@ -57,6 +58,12 @@ def test_knobs_are_read_from_lab_variables(env):
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY"),
         ("LAB_METRICS", "perhaps", "LAB_METRICS"),
         ("LAB_MODEL_RUNTIME", "tensorflow", "LAB_MODEL_RUNTIME: Input should be 'sklearn' or 'onnx'"),
+        ("LAB_CACHE", "memcached", "LAB_CACHE: Input should be 'off', 'local' or 'redis'"),
+        ("LAB_CACHE_SIZE", "0", "LAB_CACHE_SIZE: Input should be greater than or equal to 1"),
+        ("LAB_CACHE_TTL_S", "0", "LAB_CACHE_TTL_S: Input should be greater than 0"),
+        ("LAB_REDIS_URL", "http://redis:6379", "LAB_REDIS_URL: Value error, must be a Redis URL"),
+        ("LAB_REDIS_URL", "redis://", "LAB_REDIS_URL: Value error, must be a Redis URL"),
+        ("LAB_REDIS_TIMEOUT_MS", "0", "LAB_REDIS_TIMEOUT_MS: Input should be greater than 0"),
     ],
 )
 def test_a_bad_variable_is_named_in_the_error(env, variable, value, said):
@@ -90,3 +97,16 @@ def test_settings_cannot_be_changed_after_loading(env):
 
     with pytest.raises(ValueError, match="frozen"):
         settings.batching = True
+
+
+def test_the_cache_knobs_are_read_from_lab_variables(env):
+    env.setenv("LAB_CACHE", "redis")
+    env.setenv("LAB_CACHE_SIZE", "500")
+    env.setenv("LAB_CACHE_TTL_S", "2.5")
+    env.setenv("LAB_REDIS_URL", "redis://redis:6379/1")
+    env.setenv("LAB_REDIS_TIMEOUT_MS", "20")
+
+    settings = load_settings()
+
+    assert (settings.cache, settings.cache_size, settings.cache_ttl_s) == ("redis", 500, 2.5)
+    assert (settings.redis_url, settings.redis_timeout_ms) == ("redis://redis:6379/1", 20)

@@ -7,11 +7,14 @@ ones the models were trained on. Locust and the tests import from here; nothing 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 DATA_SEED = 42
+# The catalog's own seed: every Locust user and worker builds the same catalog, so their draws repeat each other's.
+CATALOG_SEED = DATA_SEED + 2
 
 HOME = ("rent", "owner", "private", "ignore", "parents", "other", "unk")
 MARITAL = ("single", "married", "widow", "separated", "divorced", "unk")
@@ -137,16 +140,50 @@ def house_dataset(n: int = 2000, seed: int = DATA_SEED) -> tuple[list[dict[str, 
     return _rows(columns), price.round(-2)
 
 
-def applicants(seed: int | None = None) -> Iterator[dict[str, Any]]:
-    """An endless stream of varied applicants for load tests; the course applicant comes first."""
+def zipf_weights(size: int, skew: float) -> np.ndarray:
+    """The chance of drawing each entry of a catalog of `size`, by rank: proportional to 1 / rank^skew (Zipf's
+    law, as the popularity of items, pages and customers goes). skew 0 is uniform; at 1 the top 1% of 10,000
+    entries take about half the draws (H(100) / H(10000), harmonic numbers)."""
+    weights = np.arange(1, size + 1, dtype=float) ** -skew
+    return weights / weights.sum()
+
+
+@lru_cache(maxsize=4)
+def _catalog(kind: str, size: int) -> tuple[dict[str, Any], ...]:
+    # Built once per process and catalog: every user of a Locust worker shares it.
+    if kind == "applicants":
+        return tuple(_rows(_credit_columns(np.random.default_rng(CATALOG_SEED), size)))
+    return tuple(house_dataset(size, CATALOG_SEED)[0])
+
+
+def catalog_draws(kind: str, size: int, skew: float, seed: int | None = None) -> Iterator[dict[str, Any]]:
+    """An endless stream of entries drawn from a fixed catalog of `size` applicants or houses (`kind`), the same
+    catalog in every process, each entry drawn with its `zipf_weights` chance: a load in which requests repeat,
+    as real ones do, so that an answer cache has something to find."""
+    entries = _catalog(kind, size)
+    weights = zipf_weights(size, skew)
+    rng = np.random.default_rng(seed)
+    while True:
+        for index in rng.choice(size, size=256, p=weights):
+            yield dict(entries[index])
+
+
+def applicants(seed: int | None = None, catalog_size: int = 0, catalog_skew: float = 1.0) -> Iterator[dict[str, Any]]:
+    """An endless stream of varied applicants for load tests; the course applicant comes first. With a
+    `catalog_size`, drawn from that many distinct applicants instead (see `catalog_draws`)."""
+    if catalog_size > 0:
+        yield from catalog_draws("applicants", catalog_size, catalog_skew, seed)
     yield dict(COURSE_APPLICANT)
     rng = np.random.default_rng(seed)
     while True:
         yield from _rows(_credit_columns(rng, 256))
 
 
-def houses(seed: int | None = None) -> Iterator[dict[str, Any]]:
-    """An endless stream of varied houses for load tests; the course house comes first."""
+def houses(seed: int | None = None, catalog_size: int = 0, catalog_skew: float = 1.0) -> Iterator[dict[str, Any]]:
+    """An endless stream of varied houses for load tests; the course house comes first. With a `catalog_size`,
+    drawn from that many distinct houses instead (see `catalog_draws`)."""
+    if catalog_size > 0:
+        yield from catalog_draws("houses", catalog_size, catalog_skew, seed)
     yield dict(COURSE_HOUSE)
     rng = np.random.default_rng(seed)
     while True:

@@ -102,8 +102,9 @@ class ApiMetrics:
         )
         self.stage = Histogram(
             "lab_request_stage_duration_seconds",
-            "Where a request's time goes: validation, threadpool_wait, allocation, downstream, cpu_work, batch_queue, "
-            "inference, cpu_wait (ready to compute but waiting for a CPU), serialization.",
+            "Where a request's time goes: validation, cache (the answer cache's lookup and store), threadpool_wait, "
+            "allocation, downstream, cpu_work, batch_queue, inference, cpu_wait (ready to compute but waiting for a "
+            "CPU), serialization.",
             ["route", "stage"],
             buckets=STAGE_BUCKETS,
             registry=registry,
@@ -158,6 +159,29 @@ class ApiMetrics:
             "lab_threadpool_tasks_waiting",
             "Requests waiting for a free threadpool thread, summed over live workers (sampled).",
             multiprocess_mode="livesum",
+            registry=registry,
+        )
+
+        # The answer cache (LAB_CACHE), labelled by its kind: local or redis.
+        self.cache_lookups = Counter(
+            "lab_cache_lookups",
+            "Answer-cache lookups, one per model request, by cache and result: hit (answered from the cache), miss "
+            "(answered by the model, then stored), error (the cache could not say; answered by the model).",
+            ["cache", "result"],
+            registry=registry,
+        )
+        self.cache_errors = Counter(
+            "lab_cache_errors",
+            "Answer-cache calls that failed, by cache, operation (get, set) and reason: timeout (longer than "
+            "LAB_REDIS_TIMEOUT_MS), failure (refused, reset...), paused (skipped for a moment after a failure).",
+            ["cache", "operation", "reason"],
+            registry=registry,
+        )
+        self.cache_latency = Histogram(
+            "lab_cache_duration_seconds",
+            "Time one answer-cache call took, by cache and operation (get, set), failed ones included.",
+            ["cache", "operation"],
+            buckets=STAGE_BUCKETS,
             registry=registry,
         )
 

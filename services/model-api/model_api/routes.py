@@ -1,4 +1,4 @@
-"""The endpoints. A prediction request goes: validated body -> workload (wait, CPU, model) -> decision -> JSON.
+"""The endpoints. A prediction request goes: validated body -> workload (cache, wait, CPU, model) -> decision -> JSON.
 
 Every handler here is `async def`, so it runs on the event loop; the workload decides what, if anything,
 runs in the threadpool (see workload.py). /metrics, /healthz and /readyz never touch the threadpool,
@@ -67,7 +67,7 @@ def _answer(runtime: Runtime, route: str, stages: Stages, body: Any) -> Response
 async def classify(applicant: CreditApplicant, request: Request, runtime: LoadedRuntimeDep) -> Response:
     """Credit risk: the probability that this applicant defaults, and the decision it leads to."""
     stages = _start_stages(request)
-    probability = await runtime.workload.run(applicant.model_dump(), runtime.credit, stages)
+    probability = await runtime.workload.run("/classify", applicant.model_dump(), runtime.credit, stages)
     return _answer(runtime, "/classify", stages, runtime.decide(probability))
 
 
@@ -75,7 +75,7 @@ async def classify(applicant: CreditApplicant, request: Request, runtime: Loaded
 async def predict(house: House, request: Request, runtime: LoadedRuntimeDep) -> Response:
     """House price: the estimated price of this house."""
     stages = _start_stages(request)
-    price = await runtime.workload.run(house.model_dump(), runtime.house, stages)
+    price = await runtime.workload.run("/predict", house.model_dump(), runtime.house, stages)
     return _answer(runtime, "/predict", stages, HousePrice(price=round(price, 2)))
 
 
@@ -99,6 +99,7 @@ async def readyz(runtime: RuntimeDep) -> dict[str, Any]:
         "cold_start": runtime.cold_start,
         "handler_style": runtime.settings.handler_style,
         "model_runtime": runtime.settings.model_runtime,  # what runs the forests: sklearn or onnx
+        "cache": runtime.settings.cache,  # the answer cache: off, local or redis
         # Threads per native pool (BLAS, OpenMP) where sync handlers predict: workers x threads should stay
         # within the CPUs.
         "native_threads": runtime.native_threads,

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from model_api import __version__, data
 from model_api.batching import MicroBatcher
+from model_api.cache import build_cache
 from model_api.collectors import ContainerCollector, ServiceCollector, WorkerCollector, this_pid, this_process
 from model_api.metrics import ApiMetrics
 from model_api.models import Models, load_models
@@ -57,7 +58,6 @@ class Runtime:
         api_root_pid: Callable[[], int] = this_pid,
     ) -> None:
         self.settings = settings
-        self.workload = Workload(settings)
         self.ready = False  # loaded and warm: what /readyz reports
         self.loaded = False  # the model routes can answer (loaded, maybe not yet warm)
         self.failed = ""  # why a start without the readiness gate failed
@@ -76,6 +76,8 @@ class Runtime:
         # in a single process they live in this app's own registry.
         self._registry = None if settings.multiprocess else CollectorRegistry()
         self.metrics = ApiMetrics(self._registry) if settings.metrics else None
+        # The cache opens no connection here: redis-py connects on the first call, in the worker's event loop.
+        self.workload = Workload(settings, cache=build_cache(settings, self.metrics))
         self._collectors = [
             WorkerCollector(worker_pids),
             ContainerCollector(api_root_pid=api_root_pid),
@@ -196,6 +198,8 @@ class Runtime:
                 await self._starting
         if self.credit.batcher is not None:
             await self.credit.batcher.stop()
+        if self.workload.cache is not None:
+            await self.workload.cache.close()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model_api.vocabulary import MODEL_RUNTIMES
+from model_api.vocabulary import CACHES, MODEL_RUNTIMES
 
 HandlerStyle = Literal["sync", "async", "async-blocking"]
 ModelRuntime = Literal[MODEL_RUNTIMES]  # type: ignore[valid-type]
+CacheKind = Literal[CACHES]  # type: ignore[valid-type]
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url reads
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = PACKAGE_ROOT / "artifacts"
@@ -58,6 +61,24 @@ class Settings(BaseSettings):
         description="what runs the forests: sklearn, or onnx (ONNX Runtime, one thread per worker, on the forests "
         "training exports beside the scikit-learn ones)",
     )
+    # The answer cache (docs/scenarios/caching.md): a repeated request skips the downstream wait and the model.
+    cache: CacheKind = Field(
+        CACHES[0],
+        description="off; local: a bounded LRU in each worker; redis: one Redis that every worker and replica "
+        "shares (LAB_REDIS_URL)",
+    )
+    cache_size: int = Field(10_000, ge=1, le=10_000_000, description="most answers a local cache keeps, per worker")
+    cache_ttl_s: float = Field(
+        300.0, gt=0, le=7 * 24 * 3600, description="how long a cached answer stays valid, in either cache"
+    )
+    # Natively the lab's Redis is on this machine; compose's caching scenario points it at its redis service.
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="the shared cache's Redis (LAB_CACHE=redis)")
+    redis_timeout_ms: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="the longest any one Redis call may take before the request goes on without the cache",
+    )
     metrics: bool = Field(True, description="record request metrics (off only to measure their cost)")
     # Cold start (docs/scenarios/cold-start.md): what a worker does between its start and its first request.
     model_fetch_ms: float = Field(
@@ -96,6 +117,15 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # An empty variable must not become Path("."), the current folder, whose files gunicorn would delete.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in REDIS_SCHEMES or not (parts.hostname or parts.path):
+            schemes = ", ".join(REDIS_SCHEMES)
+            raise ValueError(f"must be a Redis URL such as redis://host:6379/0 (scheme one of {schemes})")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -29,6 +29,12 @@ MODEL_ROUTES_REGEX = "|".join(MODEL_ROUTES)  # for a PromQL matcher: route=~"/cl
 # that training also exports to ONNX. The default first.
 MODEL_RUNTIMES: tuple[str, ...] = ("sklearn", "onnx")
 
+# The answer cache (LAB_CACHE): none, one per worker, or one Redis that every worker and replica shares. The
+# default first. Each lookup ends in one of the results: the answer was there, it was not, or the cache could not
+# say (Redis failed, timed out, or is paused after a failure) and the request went to the model as if uncached.
+CACHES: tuple[str, ...] = ("off", "local", "redis")
+CACHE_RESULTS: tuple[str, ...] = ("hit", "miss", "error")
+
 # Prometheus scrapes every target and evaluates every rule this often (prometheus/prometheus.yml); charts and
 # reports read one sample per step.
 STEP_SECONDS = 5
