@@ -68,6 +68,16 @@ SERIES: dict[str, tuple[str, str]] = {
     "not_ready_rps": (f'sum(rate(lab_http_requests_total{{{MODEL_ROUTES},status="503"}}{WINDOW}))', "req/s"),
     "start_to_ready": ('max(lab_cold_start_seconds{phase="ready"})', "s"),
     "first_request": ("max(lab_first_request_seconds)", "s"),
+    # Memory: the share of the limit, and the counters of what it cost (totals since the API started: a peak is
+    # the run's total): processes the OOM killer took, workers gunicorn replaced, requests they held, and the
+    # requests the balancer (compose) sent again after a worker died without answering them.
+    "memory_utilization": ("max(instance:lab_memory_utilization:ratio)", "ratio"),
+    "oom_kills": ("sum(lab_container_oom_kills_total)", "processes"),
+    "worker_restarts": ("sum(lab_worker_restarts_total)", "workers"),
+    "lost_requests": ("sum(lab_worker_lost_requests_total)", "requests"),
+    "balancer_retries": ('sum(haproxy_backend_retry_warnings_total{proxy="api"})', "requests"),
+    # The answer cache: the share of lookups it answered (the best cache kind, when several report).
+    "cache_hit_ratio": ("max(cache:lab_cache_hits:ratio_rate30s)", "ratio"),
 }
 
 

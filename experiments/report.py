@@ -20,6 +20,7 @@ from lab.markdown import table
 from lab.profiling import Profile
 from model_api.vocabulary import (
     HEALTHY,
+    NO_RESPONSE,
     P999_MIN_SAMPLES,
     RULE_WINDOW_SECONDS,
     STEP_SECONDS,
@@ -127,6 +128,10 @@ def verdict_under_load(series: RunSeries, broke: bool) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
+def _no_answer(message: str) -> bool:
+    return NO_RESPONSE in message or any(f"HTTP {status}: " in message for status in (502, 503, 504))
+
+
 def broke_the_slo(breaking_point: dict[str, Any] | None) -> bool:
     """Whether the breaking-point run ended on a step that broke the SLO (that step was then cut short)."""
     return bool((breaking_point or {}).get("breaking_step"))
@@ -153,6 +158,16 @@ class ExperimentReport:
         """Locust's own measurement of each step (its requests only, after its ramp), the breaking one included."""
         bp = self.breaking_point or {}
         return [*bp.get("steps", []), *([bp["breaking_step"]] if bp.get("breaking_step") else [])]
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Locust's failures table at the end of the run (route, message, occurrences), the most frequent first."""
+        return (self.breaking_point or {}).get("failures", [])
+
+    def no_answer(self) -> int:
+        """Requests that got no answer from the API: no response at all, or the balancer's 502 or 503 when the
+        replica it sent them to closed the connection or had no worker to take it (the failures a dead worker
+        leaves; the counters say how many it lost)."""
+        return sum(row["occurrences"] for row in self.failures() if _no_answer(row["error"]))
 
     def held(self) -> dict[str, Any] | None:
         """The last step that held the SLO, as Locust measured it."""
@@ -265,7 +280,30 @@ def _peak_rows(peaks: dict[str, float | None]) -> list[list[str]]:
         ],
         ["a worker's start to ready (slowest)", _fmt(peaks.get("start_to_ready"), "{:.1f} s")],
         ["a worker's first request (slowest)", _fmt(_ms(peaks.get("first_request")), "{:.0f} ms")],
+        ["API memory against its limit", _fmt(peaks.get("memory_utilization"), "{:.0%}")],
+        [
+            "OOM kills / workers replaced / requests they held",
+            " / ".join(_fmt(peaks.get(name), "{:.0f}") for name in ("oom_kills", "worker_restarts", "lost_requests")),
+        ],
+        ["requests the balancer sent again (compose)", _fmt(peaks.get("balancer_retries"), "{:.0f}")],
+        ["answer cache hit ratio", _fmt(peaks.get("cache_hit_ratio"), "{:.0%}")],
     ]
+
+
+def _failure_lines(report: ExperimentReport) -> list[str]:
+    """Locust's failures table, and how many of them the API's own counters explain."""
+    rows = report.failures()
+    if not rows:
+        return ["Locust counted no failure.", ""]
+    lost, retried = report.peaks.get("lost_requests"), report.peaks.get("balancer_retries")
+    explained = (
+        f"{report.no_answer()} of them got no answer from the API (no response, or the balancer's 502, 503 or "
+        f"504). The API counts {_fmt(lost, '{:.0f}')} requests held by workers that died"
+        + (f", of which the balancer sent {_fmt(retried, '{:.0f}')} again" if retried else "")
+        + ": a dead worker's requests, not a bug in the API (docs/scenarios/memory-bound.md)."
+    )
+    cells = [[row["method"], row["name"], str(row["error"])[:120], str(row["occurrences"])] for row in rows]
+    return [table(["method", "route", "message", "count"], cells), "", explained, ""]
 
 
 STEP_COLUMNS = ["users", "RPS", "P99 client", "P99 server", "P99.9 client (requests / 30 s)",
@@ -332,6 +370,9 @@ def summary_markdown(report: ExperimentReport, folder: Path | None = None) -> st
         "",
         table(["figure", "peak"], _peak_rows(report.peaks)),
         "",
+        "## Client failures",
+        "",
+        *_failure_lines(report),
         "## Step by step",
         "",
         "From Prometheus, averaged over the time each number of users ran; its 30 s windows lag short steps, so "

@@ -165,6 +165,14 @@ class SpikePlan:
         return None
 
 
+def failures(stats: Any) -> list[dict[str, Any]]:
+    """Locust's failures table as its Failures tab shows it (every worker's together): one row per route and
+    message, the most frequent first."""
+    keep = ("method", "name", "error", "occurrences")
+    rows = [{key: error.to_dict()[key] for key in keep} for error in stats.errors.values()]
+    return sorted(rows, key=lambda row: -row["occurrences"])
+
+
 def summary_path(options: Any, name: str) -> Path:
     """Next to Locust's CSV (--csv PREFIX) or HTML report, else in the current folder."""
     if getattr(options, "csv_prefix", None):
@@ -206,7 +214,8 @@ class BreakingPointShape(LoadTestShape):
         # The run is over: the next one (a master that stays up runs the shape again and again) plans afresh.
         plan, self.plan = self.plan, None
         path = summary_path(environment.parsed_options, "breaking_point")
-        path.write_text(json.dumps(plan.summary(), indent=2) + "\n")
+        summary = {**plan.summary(), "failures": failures(self.runner.stats)}
+        path.write_text(json.dumps(summary, indent=2) + "\n")
         held = plan.last_held
         log.info(
             f"breaking point: {plan.finished_reason}; "

@@ -17,7 +17,7 @@ from gevent.pool import Pool
 
 from locust import FastHttpUser, events, task
 from model_api import data
-from model_api.vocabulary import SLOWER_THAN_SLO
+from model_api.vocabulary import NO_RESPONSE, SLOWER_THAN_SLO
 
 MAX_IN_FLIGHT_PER_USER = 100  # open workload: beyond this a user drops requests rather than pile them up
 
@@ -25,7 +25,10 @@ MAX_IN_FLIGHT_PER_USER = 100  # open workload: beyond this a user drops requests
 def judge(response: Any, slo_ms: float) -> None:
     """Mark a caught response as a failure if it is not a 200, or if it took longer than the SLO."""
     elapsed_ms = response.request_meta["response_time"]
-    if response.status_code != 200:
+    if response.status_code == 0:  # no answer: the client's error (FastHttpUser's ErrorResponse) says why
+        error = getattr(response, "error", None)
+        response.failure(f"{NO_RESPONSE}: {error!r}"[:200] if error is not None else NO_RESPONSE)
+    elif response.status_code != 200:
         body = (response.text or "")[:200].replace("\n", " ")
         response.failure(f"HTTP {response.status_code}: {body}")
     elif elapsed_ms > slo_ms:

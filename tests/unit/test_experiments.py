@@ -305,3 +305,30 @@ def test_a_compose_variable_form_it_does_not_know_is_refused_by_name(shell):
         LabError, match=r"WEB_CONCURRENCY \(\$\{API_WORKERS:-1\}\) is 'two', which is not a whole number"
     ):
         api_service("cpu-bound")
+
+
+def test_the_summary_lists_locusts_failures_and_how_many_the_dead_workers_explain():
+    run = synthetic_run()
+    run.values["lost_requests"] = [0.0] * 6 + [7.0] * 6
+    run.values["balancer_retries"] = [0.0] * 6 + [4.0] * 6
+    failures = [
+        {"method": "POST", "name": "/classify", "error": "CatchResponseError('HTTP 502: <html>Bad Gateway')",
+         "occurrences": 2},
+        {"method": "POST", "name": "/classify", "error": "CatchResponseError('slower than the SLO of 1000 ms')",
+         "occurrences": 5},
+        {"method": "POST", "name": "/predict", "error": "CatchResponseError(\"no response: RemoteDisconnected()\")",
+         "occurrences": 1},
+    ]  # fmt: skip
+    report = build_report("memory-bound", "compose", run, {**BREAKING_POINT, "failures": failures})
+
+    assert report.no_answer() == 3  # the 502s and the missing response, not the slow answers
+    summary = summary_markdown(report)
+    assert "| POST | /classify | CatchResponseError('slower than the SLO of 1000 ms') | 5 |" in summary
+    assert "3 of them got no answer from the API" in summary
+    assert "The API counts 7 requests held by workers that died, of which the balancer sent 4 again" in summary
+
+
+def test_a_run_without_failures_says_so():
+    assert "Locust counted no failure." in summary_markdown(
+        build_report("baseline", "compose", synthetic_run(), BREAKING_POINT)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -148,5 +149,23 @@ def test_the_breaking_point_shape_plans_afresh_for_each_run_of_a_long_lived_mast
     shape._write_summary(environment)  # what Locust's test_stop does then
 
     assert (tmp_path / "run_breaking_point.json").is_file()
+    assert json.loads((tmp_path / "run_breaking_point.json").read_text())["failures"] == []
     assert shape.tick() == (5, 10), "a second run starts again at the first step"
     assert shape.plan is not first_plan
+
+
+def test_the_summary_carries_locusts_failures_table_most_frequent_first():
+    from locust.exception import CatchResponseError
+    from locust.stats import RequestStats
+
+    from lab_locust.shapes import failures
+
+    stats = RequestStats()
+    for message, times in (("slower than the SLO of 1000 ms", 1), ("no response: ConnectionResetError()", 3)):
+        for _ in range(times):
+            stats.log_error("POST", "/classify", CatchResponseError(message))
+
+    rows = failures(stats)
+
+    assert [(row["name"], row["occurrences"]) for row in rows] == [("/classify", 3), ("/classify", 1)]
+    assert "no response: ConnectionResetError()" in rows[0]["error"]

@@ -52,3 +52,11 @@ def test_a_non_200_is_a_failure_with_the_status_and_the_start_of_the_body(status
     assert kind == "failure"
     assert message.startswith(f"HTTP {status}: {body[:40]}")
     assert len(message) < 250
+
+
+def test_no_answer_at_all_is_a_failure_that_says_no_response_and_the_clients_error():
+    response = CaughtResponse(0, 3)
+    response.error = ConnectionResetError(104, "Connection reset by peer")
+    judge(response, slo_ms=1000)
+
+    assert response.outcome == ("failure", "no response: ConnectionResetError(104, 'Connection reset by peer')")

@@ -56,6 +56,9 @@ P999_MIN_SAMPLES = 1000
 TOO_FEW_REQUESTS = "too few requests"
 # How Locust's failure message for such a response starts: the soak counts these apart from errors.
 SLOWER_THAN_SLO = "slower than the SLO"
+# How it starts for a request that got no answer at all (the connection failed, or the worker holding it died):
+# the experiment report counts these against the requests the API says its dead workers lost.
+NO_RESPONSE = "no response"
 
 # The breaking-point load: users in steps, each held and measured, until a step breaks the SLO. The Locust
 # options, the shape and the experiment runner start from these.
