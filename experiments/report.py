@@ -451,8 +451,20 @@ def chart_cpu(reports: list[ExperimentReport], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _increases(counter: list[float | None]) -> list[int]:
+    """The indexes where a counter rose since its last known value."""
+    rises, last = [], None
+    for i, value in enumerate(counter):
+        if value is not None:
+            if last is not None and value > last:
+                rises.append(i)
+            last = value
+    return rises
+
+
 def chart_timeline(report: ExperimentReport, path: Path) -> None:
-    """Users, RPS, P99 and CPU over the run, the background coloured by the verdict of the moment."""
+    """Users, RPS, P99, CPU and memory over the run, the background coloured by the verdict of the moment, a dotted
+    line where the OOM killer took a process."""
     series = report.series
     t0 = series.timestamps[0]
     t = [x - t0 for x in series.timestamps]
@@ -477,8 +489,17 @@ def chart_timeline(report: ExperimentReport, path: Path) -> None:
                 ("p999_server", "server P99.9", 1000),
             ],
         ),
-        ("CPU / limit (%)", [("cpu_utilization", "CPU", 100), ("cpu_throttled", "throttled periods", 100)]),
+        (
+            "% (of the limit)",
+            [
+                ("cpu_utilization", "CPU / limit", 100),
+                ("cpu_throttled", "throttled periods", 100),
+                ("memory_utilization", "memory / limit", 100),
+                ("cache_hit_ratio", "cache hit ratio", 100),
+            ],
+        ),
     ]
+    kills = _increases(v.get("oom_kills") or [])
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 7), sharex=True)
     for ax, (label, lines) in zip(axes, panels, strict=True):
         for name, legend, scale in lines:
@@ -487,6 +508,8 @@ def chart_timeline(report: ExperimentReport, path: Path) -> None:
         for i, verdict in enumerate(series.verdicts):
             if verdict and i + 1 < len(t):
                 ax.axvspan(t[i], t[i + 1], color=VERDICTS.get(verdict, "white"), alpha=0.15, linewidth=0)
+        for n, i in enumerate(kills):  # where the OOM killer took a process (seen at the next scrape)
+            ax.axvline(t[i], color="black", linestyle=":", label="OOM kill" if n == 0 else None)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")

@@ -45,12 +45,20 @@ ONNX_PLAN = Plan(start_users=40, step_users=40, step_seconds=15, max_users=160, 
 # cold-start: the spike, every user at once as soon as the lab answers, for one long step that outlasts the
 # models' 60 s download (docs/scenarios/cold-start.md).
 COLD_START_PLAN = Plan(start_users=20, step_users=20, step_seconds=90, max_users=20, spawn_rate=20, wait_max=1.0)
+# memory-bound: one long step at a load the API serves with CPU to spare, so that only the leak can break it: memory
+# climbs with every request until the OOM killer takes a worker (after about 40 s here), and the load goes on.
+MEMORY_PLAN = Plan(start_users=20, step_users=20, step_seconds=75, max_users=20, spawn_rate=20, wait_max=1.0)
+# caching: io-bound's start (4 users: its 2 threads take the cold cache's misses), then 8 more every 20 s while the
+# cache fills, to 28 users: several times what io-bound's pool could serve, if the cache answers most.
+CACHING_PLAN = Plan(start_users=4, step_users=8, step_seconds=20, max_users=28, wait_max=1.0)
 PLANS = {
     "more-workers": SATURATING,
     "batching": SATURATING,
     "io-bound": Plan(4, 4, 15, 40, wait_max=1.0),
     "onnx": ONNX_PLAN,
     "cold-start": COLD_START_PLAN,
+    "memory-bound": MEMORY_PLAN,
+    "caching": CACHING_PLAN,
 }
 
 
@@ -254,3 +262,33 @@ def test_cold_start_fails_requests_at_first_that_the_default_lab_does_not(experi
     assert peak(cold, "not_ready_rps") > 0  # the API took requests before its models were loaded
     assert peak(cold, "start_to_ready") >= fetch
     assert (baseline.peaks.get("not_ready_rps") or 0) == 0
+
+
+def test_memory_bound_counts_its_oom_kills_and_restarts_names_the_verdict_and_explains_every_client_failure(
+    experiment, mode
+):
+    """The leak takes the container to its memory limit: memory at 90% of it or more, the OOM killer's kills
+    counted and each worker replaced, the verdict memory-bound, and every failure a client saw is a request a dead
+    worker held (the balancer sends some of those again, so the clients see at most as many as the API lost)."""
+    if mode == "native":
+        pytest.skip("memory-bound needs a memory limit, which only the compose lab sets (LAB_PROOF_MODE=compose)")
+    report = experiment("memory-bound")
+    assert peak(report, "memory_utilization") >= 0.9
+    kills = peak(report, "oom_kills")
+    assert kills >= 1, "the OOM killer never killed: the leak did not reach the limit during the run"
+    assert peak(report, "worker_restarts") >= kills  # every kill took a worker, and gunicorn replaced each
+    assert report.verdict == "memory-bound", report.verdicts
+    failures = report.failures()
+    assert sum(row["occurrences"] for row in failures) == report.no_answer(), failures  # no other kind of failure
+    lost, retried = peak(report, "lost_requests"), report.peaks.get("balancer_retries") or 0
+    assert lost - retried <= report.no_answer() <= lost, (failures, lost, retried)
+
+
+def test_caching_answers_most_requests_from_its_shared_redis_and_holds_three_times_io_bound(experiment, mode):
+    """io-bound with a shared Redis in front of its 2 threads, under a skewed catalog: the hit ratio reaches 0.8,
+    and the API holds at least 3 times the RPS io-bound held within the SLO."""
+    if mode == "native":
+        pytest.skip("the caching scenario's Redis is a compose service (LAB_PROOF_MODE=compose)")
+    cached, uncached = experiment("caching"), experiment("io-bound")
+    assert peak(cached, "cache_hit_ratio") >= 0.8
+    assert held_rps(cached) >= 3 * held_rps(uncached), (held_rps(cached), held_rps(uncached))

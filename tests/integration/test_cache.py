@@ -200,3 +200,52 @@ def test_a_redis_that_dies_or_hangs_under_load_fails_no_request(tmp_path, model_
     assert looked_up["error"] > 0
     assert all(failed[reason] > 0 for reason in ERROR_REASONS), failed
     assert total(scraped, "lab_http_requests_total", status="500") == 0
+
+
+@dataclass(frozen=True)
+class CacheRun:
+    hit_ratio: float
+    mean_get_seconds: float
+
+
+def one_client_draws(url: str, draws: list[dict[str, Any]]) -> None:
+    """One client, one request at a time (so no two workers miss the same applicant at once), on a new connection
+    every 5 requests, so that every worker takes a share."""
+    for start in range(0, len(draws), 5):
+        with httpx2.Client(timeout=30) as client:
+            for applicant in draws[start : start + 5]:
+                client.post(f"{url}/classify", json=applicant).raise_for_status()
+
+
+def cache_run(api: RunningApi, draws: list[dict[str, Any]]) -> CacheRun:
+    one_client_draws(api.url, draws)
+    samples = parse(api.metrics())
+    hits = total(samples, "lab_cache_lookups_total", result="hit")
+    seconds = total(samples, "lab_cache_duration_seconds_sum", operation="get")
+    gets = total(samples, "lab_cache_duration_seconds_count", operation="get")
+    return CacheRun(hits / len(draws), seconds / gets)
+
+
+def test_the_local_caches_hit_ratio_falls_as_workers_grow_and_the_shared_ones_holds_for_a_network_hop(
+    tmp_path, model_dir
+):
+    """The same 800 draws from the caching scenario's catalog (200 applicants, skew 1): a local cache in 1 worker,
+    in 4, and Redis shared by 4. Each local copy misses every applicant it meets once; Redis misses each once for
+    all four, exactly as one worker's local cache does, and pays a round trip on every lookup."""
+    draws = list(itertools.islice(data.applicants(7, 200, 1.0), 800))
+    runs: dict[str, CacheRun] = {}
+    for name, workers, cache in (("local, 1 worker", 1, "local"), ("local, 4 workers", 4, "local")):
+        with running_api(tmp_path / name, model_dir, workers=workers, LAB_CACHE=cache) as api:
+            runs[name] = cache_run(api, draws)
+    with (
+        running_redis(tmp_path / "redis") as redis,
+        running_api(tmp_path / "redis4", model_dir, workers=4, LAB_CACHE="redis", LAB_REDIS_URL=redis.url) as api,
+    ):
+        runs["redis, 4 workers"] = cache_run(api, draws)
+    for name, run in runs.items():
+        print(f"\n{name}: hit ratio {run.hit_ratio:.2f}, mean lookup {run.mean_get_seconds * 1e6:.0f} us")
+
+    local1, local4, redis4 = runs.values()
+    assert local4.hit_ratio < local1.hit_ratio - 0.05
+    assert redis4.hit_ratio == local1.hit_ratio  # one miss per applicant, whichever worker meets it
+    assert redis4.mean_get_seconds > local4.mean_get_seconds  # the network hop

@@ -332,3 +332,9 @@ def test_a_run_without_failures_says_so():
     assert "Locust counted no failure." in summary_markdown(
         build_report("baseline", "compose", synthetic_run(), BREAKING_POINT)
     )
+
+
+def test_the_timeline_marks_an_oom_kill_where_the_counter_rose_across_missing_scrapes():
+    from experiments.report import _increases
+
+    assert _increases([None, 0.0, 0.0, 1.0, None, 1.0, 3.0]) == [3, 6]
