@@ -298,9 +298,14 @@ def _failure_lines(report: ExperimentReport) -> list[str]:
     lost, retried = report.peaks.get("lost_requests"), report.peaks.get("balancer_retries")
     explained = (
         f"{report.no_answer()} of them got no answer from the API (no response, or the balancer's 502, 503 or "
-        f"504). The API counts {_fmt(lost, '{:.0f}')} requests held by workers that died"
-        + (f", of which the balancer sent {_fmt(retried, '{:.0f}')} again" if retried else "")
-        + ": a dead worker's requests, not a bug in the API (docs/scenarios/memory-bound.md)."
+        f"504). The API counts {_fmt(lost, '{:.0f}')} requests held by workers that died: those failures are a "
+        "dead worker's requests, not a bug in the API (docs/scenarios/memory-bound.md)"
+        + (
+            f"; the balancer sent {_fmt(retried, '{:.0f}')} requests again when a replica closed their connection "
+            "without an answer, which the clients then never saw fail."
+            if retried
+            else "."
+        )
     )
     cells = [[row["method"], row["name"], str(row["error"])[:120], str(row["occurrences"])] for row in rows]
     return [table(["method", "route", "message", "count"], cells), "", explained, ""]

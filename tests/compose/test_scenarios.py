@@ -26,6 +26,7 @@ from experiments.run import Plan, run_experiment
 from lab import compose as stack
 from lab.profiling import in_framework, in_model, read_speedscope
 from lab.scenarios import api_service
+from model_api.vocabulary import SLOWER_THAN_SLO
 from tests.support.compose import build_images
 from tests.support.tools import promtool
 
@@ -279,7 +280,9 @@ def test_memory_bound_counts_its_oom_kills_and_restarts_names_the_verdict_and_ex
     assert peak(report, "worker_restarts") >= kills  # every kill took a worker, and gunicorn replaced each
     assert report.verdict == "memory-bound", report.verdicts
     failures = report.failures()
-    assert sum(row["occurrences"] for row in failures) == report.no_answer(), failures  # no other kind of failure
+    # No other kind of failure: no answer, or (while a worker restarts and the other takes all the load) slow.
+    slow = sum(row["occurrences"] for row in failures if SLOWER_THAN_SLO in row["error"])
+    assert sum(row["occurrences"] for row in failures) == report.no_answer() + slow, failures
     lost, retried = peak(report, "lost_requests"), report.peaks.get("balancer_retries") or 0
     assert lost - retried <= report.no_answer() <= lost, (failures, lost, retried)
 
