@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -19,6 +19,7 @@ import pytest
 
 from lab.api import RunningApi, running_api
 from lab.exposition import parse, total
+from lab.load import RecordedLoad
 from lab.polling import wait_for
 from lab.redis import running_redis, start_redis
 from model_api import data
@@ -115,44 +116,8 @@ def test_a_local_cache_misses_each_applicant_once_per_worker_that_meets_it(tmp_p
     assert hits / len(draws) > 0.6
 
 
-@dataclass
-class CatalogLoad:
-    """Client threads posting applicants drawn from a skewed catalog as fast as the API answers, each on its own
-    keep-alive connection, recording every outcome: a status code, or the transport error's name."""
-
-    url: str
-    clients: int = 6
-    outcomes: list[str] = field(default_factory=list)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> CatalogLoad:
-        for seed in range(self.clients):
-            self.threads.append(threading.Thread(target=self._client, args=(seed,), daemon=True))
-            self.threads[-1].start()
-        return self
-
-    def _client(self, seed: int) -> None:
-        applicants = data.applicants(seed, 50, 1.0)
-        with httpx2.Client(timeout=30) as client:
-            while not self.stopping.is_set():
-                try:
-                    outcome = str(client.post(f"{self.url}/classify", json=next(applicants)).status_code)
-                except httpx2.TransportError as error:
-                    outcome = type(error).__name__
-                with self.lock:
-                    self.outcomes.append(outcome)
-
-    def answered(self) -> int:
-        with self.lock:
-            return len(self.outcomes)
-
-    def finish(self) -> Counter[str]:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(60)
-        return Counter(self.outcomes)
+def catalog_applicants(seed: int) -> Iterator[dict[str, Any]]:
+    return data.applicants(seed, 50, 1.0)
 
 
 def test_a_redis_that_dies_or_hangs_under_load_fails_no_request(tmp_path, model_dir):
@@ -167,14 +132,14 @@ def test_a_redis_that_dies_or_hangs_under_load_fails_no_request(tmp_path, model_
             tmp_path, model_dir, workers=WORKERS, LAB_CACHE="redis", LAB_REDIS_URL=redis.url,
             LAB_DOWNSTREAM_LATENCY_MS=LATENCY_MS, LAB_REDIS_TIMEOUT_MS="50",
         ) as api:  # fmt: skip
-            load = CatalogLoad(api.url).start()
+            load = RecordedLoad(api.url, 6, catalog_applicants).start()
             try:
                 wait_for(lambda: lookups(api, "hit") >= 100, 60, "100 hits with Redis up")
 
                 redis.kill()
-                answered = load.answered()
+                answered = len(load.outcomes)
                 wait_for(lambda: errors(api, reason="failure") > 0, 30, "a failure counted with Redis dead")
-                wait_for(lambda: load.answered() >= answered + 200, 60, "200 answers with Redis dead")
+                wait_for(lambda: len(load.outcomes) >= answered + 200, 60, "200 answers with Redis dead")
                 assert errors(api, reason="paused") > 0, "a dead Redis was asked on every request"
 
                 redis = start_redis(tmp_path / "redis", port)  # back, on the address the API knows
@@ -183,12 +148,12 @@ def test_a_redis_that_dies_or_hangs_under_load_fails_no_request(tmp_path, model_
                 wait_for(lambda: lookups(api, "hit") >= hits + 100, 60, "100 more hits once Redis is back")
 
                 redis.hang()
-                answered = load.answered()
+                answered = len(load.outcomes)
                 wait_for(lambda: errors(api, reason="timeout") > 0, 30, "a timeout counted with Redis hung")
-                wait_for(lambda: load.answered() >= answered + 200, 60, "200 answers with Redis hung")
+                wait_for(lambda: len(load.outcomes) >= answered + 200, 60, "200 answers with Redis hung")
                 redis.resume()
             finally:
-                outcomes = load.finish()
+                outcomes = Counter(load.finish())
             scraped = parse(api.metrics())
     finally:
         redis.kill()

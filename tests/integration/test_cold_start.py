@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 import httpx2
 import pytest
 
 from lab.api import RunningApi, start_gunicorn
 from lab.exposition import parse
+from lab.load import RecordedLoad
 from lab.polling import wait_for
 from lab.processes import stop
 from model_api import data
@@ -29,42 +28,6 @@ pytestmark = pytest.mark.timeout(180)
 CLIENTS = 6
 FETCH_MS = 3000
 READY_LOG = "worker ready"  # what runtime.Runtime.start logs when a worker is loaded and warm
-
-
-@dataclass
-class FreshConnections:
-    """Client threads posting /classify, each request on a new connection, recording every status in order."""
-
-    url: str
-    outcomes: list[str] = field(default_factory=list)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> FreshConnections:
-        for _ in range(CLIENTS):
-            self.threads.append(threading.Thread(target=self._client, daemon=True))
-            self.threads[-1].start()
-        return self
-
-    def _client(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                outcome = str(httpx2.post(f"{self.url}/classify", json=data.COURSE_APPLICANT, timeout=30).status_code)
-            except httpx2.TransportError as error:
-                outcome = type(error).__name__
-            with self.lock:
-                self.outcomes.append(outcome)
-
-    def count(self) -> Counter[str]:
-        with self.lock:
-            return Counter(self.outcomes)
-
-    def finish(self) -> list[str]:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(60)
-        return self.outcomes
 
 
 def workers_ready(api: RunningApi) -> int:
@@ -77,7 +40,7 @@ def test_a_worker_started_under_load_fails_requests_only_without_the_readiness_g
     api = start_gunicorn(
         tmp_path, model_dir, workers=2, LAB_READINESS_GATE=gate, LAB_MODEL_FETCH_MS=str(FETCH_MS), LAB_WARM_UP="false"
     )
-    load = FreshConnections(api.url)
+    load = RecordedLoad(api.url, CLIENTS, fresh_connections=True)
     try:
         wait_for(lambda: workers_ready(api) == 2, 60, "2 workers loaded")
         load.start()

@@ -69,7 +69,20 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
 }
 
 
-class ApiMetrics:
+class MetricSet:
+    """prometheus-client objects held as attributes, listed for the docs check."""
+
+    def metrics(self) -> list[MetricWrapperBase]:
+        return [value for value in vars(self).values() if isinstance(value, MetricWrapperBase)]
+
+    def families(self) -> Iterable[str]:
+        """Names of the families this object defines, as they appear in /metrics."""
+        for metric in self.metrics():
+            name = metric._name  # prometheus-client keeps the name without the _total suffix
+            yield f"{name}_total" if metric._type == "counter" else name
+
+
+class ApiMetrics(MetricSet):
     """The request-path metrics of one API process.
 
     Pass a registry for a single process (tests, `uvicorn --factory`); pass None under gunicorn's
@@ -193,17 +206,8 @@ class ApiMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def metrics(self) -> list[MetricWrapperBase]:
-        return [value for value in vars(self).values() if isinstance(value, MetricWrapperBase)]
 
-    def families(self) -> Iterable[str]:
-        """Names of the families this object defines, as they appear in /metrics."""
-        for metric in self.metrics():
-            name = metric._name  # prometheus-client keeps the name without the _total suffix
-            yield f"{name}_total" if metric._type == "counter" else name
-
-
-class SupervisorMetrics:
+class SupervisorMetrics(MetricSet):
     """What the gunicorn master sees of its workers: the ones that died while it was serving, and the requests
     they took with them. Created in the master (gunicorn.conf.py), which then writes a multiprocess file of its
     own; the /metrics handler of any worker sums it with theirs."""
@@ -220,9 +224,6 @@ class SupervisorMetrics:
             "Requests a worker had received and not yet answered when it died: each client got a connection error.",
             registry=registry,
         )
-
-    def families(self) -> Iterable[str]:
-        return [f"{metric._name}_total" for metric in (self.worker_restarts, self.lost_requests)]
 
 
 def in_flight_when_dead(pid: int, multiproc_dir: Path) -> int:
