@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.report import ExperimentReport, _fmt, _ms, chart_cpu, chart_rps_p99, load_report
+from experiments.charts import chart_cpu, chart_rps_p99
+from experiments.report import ExperimentReport, _fmt, _ms, load_report
 from experiments.run import DEFAULT_OUT
 from lab.markdown import table
 

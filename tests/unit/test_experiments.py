@@ -336,6 +336,6 @@ def test_a_run_without_failures_says_so():
 
 
 def test_the_timeline_marks_an_oom_kill_where_the_counter_rose_across_missing_scrapes():
-    from experiments.report import _increases
+    from experiments.charts import _increases
 
     assert _increases([None, 0.0, 0.0, 1.0, None, 1.0, 3.0]) == [3, 6]
