@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 from experiments.charts import chart_cpu, chart_rps_p99
-from experiments.report import ExperimentReport, _fmt, _ms, load_report
+from experiments.report import ExperimentReport, _fmt, _ms, _p999, load_report
 from experiments.run import DEFAULT_OUT
 from lab.markdown import table
 
-COLUMNS = ["scenario", "verdict under load", "users (last step that held)", "RPS there", "P99 there", "peak RPS",
+COLUMNS = ["scenario", "verdict under load", "users (last step that held)", "RPS there", "P99 there", "P99.9 there",
+           "peak RPS",
            "peak CPU / limit", "peak queueing gap", "peak loop lag", "peak batch"]  # fmt: skip
 
 
@@ -31,6 +32,7 @@ def _row(report: ExperimentReport) -> list[str]:
         str(held.get("users", "–")),
         _fmt(held.get("rps")),
         _fmt(held.get("p99_ms"), "{:.0f} ms"),
+        _p999(held.get("p999_ms"), held.get("requests")),
         _fmt(peaks["rps_client"]),
         _fmt(peaks["cpu_utilization"], "{:.0%}"),
         _fmt(_ms(peaks["queueing_gap"]), "{:.0f} ms"),

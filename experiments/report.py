@@ -237,6 +237,7 @@ def _answer_rows(bp: dict[str, Any]) -> list[list[str]]:
                     str(step["users"]),
                     f"{step['rps']:.1f}",
                     f"{step['p99_ms']:.0f} ms",
+                    _p999(step.get("p999_ms"), step["requests"]),
                     f"{step['failure_ratio']:.1%}",
                 ]
             )
@@ -361,7 +362,9 @@ def summary_markdown(report: ExperimentReport, folder: Path | None = None) -> st
         "",
         "## The answer",
         "",
-        table(["", "users", "RPS", "P99 (client)", "failures"], _answer_rows(bp)),
+        table(
+            ["", "users", "RPS", "P99 (client)", "P99.9 (client, requests in the step)", "failures"], _answer_rows(bp)
+        ),
         "",
         f"**Verdict under load: {report.verdict or 'none'}** (the diagnosis during the heaviest step: the "
         f"bottleneck it named most often there; over the whole run: {verdicts}).",

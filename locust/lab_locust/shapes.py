@@ -17,7 +17,7 @@ from typing import Any
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from locust import LoadTestShape, events
-from model_api.vocabulary import BREAKING_POINT, SLO_MS
+from model_api.vocabulary import BREAKING_POINT, P999_MIN_SAMPLES, SLO_MS
 
 Tick = tuple[int, float] | None  # (users, spawn rate), or None to stop
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class StepResult:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    # None when the step counted fewer than P999_MIN_SAMPLES requests: its P99.9 would be its slowest one or two.
+    p999_ms: float | None = None
 
     @classmethod
     def between(cls, users: int, start: Snapshot, end: Snapshot) -> StepResult:
@@ -73,6 +75,7 @@ class StepResult:
             p50_ms=percentile(0.50),
             p95_ms=percentile(0.95),
             p99_ms=percentile(0.99),
+            p999_ms=percentile(0.999) if counted >= P999_MIN_SAMPLES else None,
         )
 
 

@@ -150,8 +150,9 @@ def test_the_report_folder_has_a_summary_and_three_png_charts(tmp_path):
     summary = write_report(report, tmp_path / "cpu-bound")
 
     text = summary.read_text()
-    assert "| last step that held | 20 | 20.0 | 790 ms | 0.0% |" in text
-    assert "| step that broke | 30 | 22.0 | 1300 ms | 5.9% |" in text
+    # 300 requests in the step: too few for a P99.9 (P999_MIN_SAMPLES)
+    assert "| last step that held | 20 | 20.0 | 790 ms | too few requests (300 requests) | 0.0% |" in text
+    assert "| step that broke | 30 | 22.0 | 1300 ms | too few requests (330 requests) | 5.9% |" in text
     assert "**Verdict under load: cpu-bound**" in text
     assert "| 30 | 22.0 | 1200 ms | – | – | 1500 ms (660 requests) | 99% |" in text
     assert "| CPU against the limit (1 core) | 99% |" in text
@@ -217,7 +218,9 @@ def test_compare_puts_reports_side_by_side_in_one_table_and_one_chart(tmp_path):
         line for line in path.read_text().splitlines() if line.startswith("| baseline") or line.startswith("| batching")
     ]
     assert len(rows) == 2
-    assert rows[0].startswith("| baseline | cpu-bound | 20 | 20.0 | 790 ms | 22.0 | 99% |")
+    assert rows[0].startswith(
+        "| baseline | cpu-bound | 20 | 20.0 | 790 ms | too few requests (300 requests) | 22.0 | 99% |"
+    )
     assert (tmp_path / "comparison.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -339,3 +342,12 @@ def test_the_timeline_marks_an_oom_kill_where_the_counter_rose_across_missing_sc
     from experiments.charts import _increases
 
     assert _increases([None, 0.0, 0.0, 1.0, None, 1.0, 3.0]) == [3, 6]
+
+
+def test_the_answer_gives_a_steps_p999_where_it_counted_enough_requests():
+    held = {**BREAKING_POINT["last_held"], "requests": 1500, "p999_ms": 980.0}
+    text = summary_markdown(
+        build_report("cpu-bound", "compose", synthetic_run(), {**BREAKING_POINT, "last_held": held})
+    )
+
+    assert "| last step that held | 20 | 20.0 | 790 ms | 980 ms (1,500 requests) | 0.0% |" in text

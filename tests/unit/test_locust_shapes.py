@@ -105,6 +105,17 @@ def test_step_results_use_locusts_percentiles_on_the_difference():
     assert (result.requests, result.failures, result.rps) == (200, 4, 20.0)
     assert result.failure_ratio == 0.02
     assert (result.p50_ms, result.p95_ms, result.p99_ms) == (10, 200, 900)
+    assert result.p999_ms is None  # 200 requests: too few for a P99.9
+
+
+def test_a_step_of_a_thousand_requests_or_more_has_a_p999():
+    start = Snapshot(0.0, 0, 0, {})
+    end = Snapshot(10.0, 2000, 0, {10: 1990, 500: 9, 3000: 1})  # only 1 in 2,000 slower than 500 ms
+
+    result = StepResult.between(20, start, end)
+
+    assert result.p99_ms == 10
+    assert result.p999_ms == 500
 
 
 def test_spike_is_steady_then_bursts_then_recovers_then_stops():
