@@ -55,6 +55,18 @@ def _keyed(text: str | None) -> dict[str, int]:
     return {fields[0]: int(fields[1]) for fields in pairs if len(fields) == 2 and fields[1].lstrip("-").isdigit()}
 
 
+def _working_set(usage: str | None, stat: str | None, inactive_file: str) -> int | None:
+    """The cgroup's memory use less the file cache it can drop at once (the kernel's inactive file pages).
+
+    This is the working set that `docker stats`, cAdvisor and the kubelet report: the cgroup's own count also holds
+    the page cache of every file the container read (the Python libraries, the model files), which the kernel
+    reclaims before the OOM killer kills, so against the limit it would read "nearly full" long before it is.
+    """
+    if not (usage and usage.isdigit()):
+        return None
+    return max(int(usage) - _keyed(stat).get(inactive_file, 0), 0)
+
+
 def _own_paths(proc_self_cgroup: Path) -> dict[str, str]:
     """Controller -> this process's cgroup path, from /proc/self/cgroup ("" is the v2 unified entry)."""
     paths: dict[str, str] = {}
@@ -106,7 +118,7 @@ def _read_v2(group: Path, host_cores: float, host_memory: int) -> CgroupReading:
     limited = quota != "max" and period.isdigit() and int(period) > 0
     memory_max = _read(group / "memory.max")
     memory_limited = bool(memory_max and memory_max.isdigit())
-    memory_current = _read(group / "memory.current")
+    memory_current = _working_set(_read(group / "memory.current"), _read(group / "memory.stat"), "inactive_file")
     return CgroupReading(
         version="v2",
         cpu_usage_seconds=stat["usage_usec"] / 1e6 if "usage_usec" in stat else None,
@@ -115,7 +127,7 @@ def _read_v2(group: Path, host_cores: float, host_memory: int) -> CgroupReading:
         periods=stat.get("nr_periods"),
         throttled_periods=stat.get("nr_throttled"),
         throttled_seconds=stat["throttled_usec"] / 1e6 if "throttled_usec" in stat else None,
-        memory_usage_bytes=int(memory_current) if memory_current and memory_current.isdigit() else None,
+        memory_usage_bytes=memory_current,
         memory_limit_bytes=min(int(memory_max), host_memory) if memory_limited else host_memory,
         memory_limited=memory_limited,
         oom_kills=_keyed(_read(group / "memory.events")).get("oom_kill"),
@@ -140,7 +152,9 @@ def _read_v1(root: Path, own: dict[str, str], host_cores: float, host_memory: in
     usage = _read(cpuacct / "cpuacct.usage")
     memory_limit = _read(memory / "memory.limit_in_bytes")
     memory_limited = bool(memory_limit and memory_limit.isdigit() and int(memory_limit) < _V1_UNLIMITED)
-    memory_usage = _read(memory / "memory.usage_in_bytes")
+    memory_usage = _working_set(
+        _read(memory / "memory.usage_in_bytes"), _read(memory / "memory.stat"), "total_inactive_file"
+    )
     return CgroupReading(
         version="v1",
         cpu_usage_seconds=int(usage) / 1e9 if usage and usage.isdigit() else None,
@@ -149,7 +163,7 @@ def _read_v1(root: Path, own: dict[str, str], host_cores: float, host_memory: in
         periods=stat.get("nr_periods"),
         throttled_periods=stat.get("nr_throttled"),
         throttled_seconds=stat["throttled_time"] / 1e9 if "throttled_time" in stat else None,
-        memory_usage_bytes=int(memory_usage) if memory_usage and memory_usage.isdigit() else None,
+        memory_usage_bytes=memory_usage,
         memory_limit_bytes=min(int(memory_limit), host_memory) if memory_limited else host_memory,
         memory_limited=memory_limited,
         oom_kills=_keyed(_read(memory / "memory.oom_control")).get("oom_kill"),  # since Linux 4.13

@@ -41,7 +41,8 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "lab_container_memory_usage_bytes": (
         "gauge",
         (),
-        "Memory used by the whole container (cgroup); without a memory limit, resident memory of the API's processes.",
+        "Memory used by the whole container (cgroup working set: less the file cache the kernel can drop); "
+        "without a memory limit, resident memory of the API's processes.",
     ),
     "lab_container_memory_limit_bytes": (
         "gauge",
