@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import shutil
 
+import joblib
 import numpy as np
 import pytest
 
 from model_api import data
-from model_api.artifacts import CREDIT_ONNX, HOUSE_ONNX, METADATA, ModelArtifactError, check_artifacts
-from model_api.models import load_models
+from model_api.artifacts import (
+    CREDIT_ARTIFACT,
+    CREDIT_ONNX,
+    HOUSE_ARTIFACT,
+    HOUSE_ONNX,
+    METADATA,
+    ModelArtifactError,
+    check_artifacts,
+)
+from model_api.models import Columns, load_models
 from model_api.vocabulary import MODEL_RUNTIMES
 
 # Rows no model was trained on: the same generator with another seed.
@@ -138,3 +147,18 @@ def test_an_incomplete_artifact_folder_is_refused_with_a_retrain_hint(model_dir,
 
     with pytest.raises(ModelArtifactError, match=rf"missing model artifact .*{missing}.*retrain"):
         check_artifacts(copy)
+
+
+def test_the_columns_are_exactly_what_the_fitted_vectorizer_makes_of_a_row(model_dir):
+    """The API's precomputed column mapping against DictVectorizer.transform itself, on held-out rows, on the API's
+    own payloads, and on rows with a category the vectorizer never saw and a key it does not know (both dropped)."""
+    applicants, _ = data.credit_dataset(500, seed=HELD_OUT_SEED)
+    houses, _ = data.house_dataset(500, seed=HELD_OUT_SEED)
+    unseen = [{**data.COURSE_APPLICANT, "home": "HOUSEBOAT", "unknown_key": 3.0}]
+    for artifact, rows in ((CREDIT_ARTIFACT, [*applicants, data.COURSE_APPLICANT, *unseen]), (HOUSE_ARTIFACT, houses)):
+        vectorizer = joblib.load(model_dir / artifact).named_steps["features"]
+        for dtype in (np.float64, np.float32):
+            columns = Columns(vectorizer, dtype)(rows)
+            assert columns.dtype == dtype
+            np.testing.assert_array_equal(columns, vectorizer.transform(rows).astype(dtype))
+    assert any(isinstance(value, str) for value in data.COURSE_APPLICANT.values()), "no category to one-hot"

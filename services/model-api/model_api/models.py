@@ -39,26 +39,66 @@ def onnx_session(model: Path | bytes) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(model_source, options, providers=["CPUExecutionProvider"])
 
 
+class Columns:
+    """What a fitted DictVectorizer's `transform` makes of the API's rows, without its sparse matrix.
+
+    The API's rows are flat: every value a number or a string. DictVectorizer puts a number in the column named
+    after its key and a string as a 1 in the column `key=value`, and drops what it did not see in training; so
+    does this, from the vocabulary the vectorizer fitted, straight into a dense array. It is exact (a unit test
+    compares the two on generated and unseen rows) and several times cheaper per request: the vectorizer builds a
+    scipy sparse matrix for every call, then makes it dense.
+    """
+
+    def __init__(self, vectorizer: DictVectorizer, dtype: type[np.floating] = np.float64) -> None:
+        self.vocabulary: dict[str, int] = {str(name): int(j) for name, j in vectorizer.vocabulary_.items()}
+        self.separator: str = vectorizer.separator
+        self.width = len(vectorizer.feature_names_)
+        self.dtype = dtype
+
+    def __call__(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        x = np.zeros((len(rows), self.width), dtype=self.dtype)
+        vocabulary, separator = self.vocabulary, self.separator
+        for i, row in enumerate(rows):
+            for key, value in row.items():
+                if isinstance(value, str):
+                    j = vocabulary.get(f"{key}{separator}{value}")
+                    if j is not None:
+                        x[i, j] = 1.0
+                else:
+                    j = vocabulary.get(key)
+                    if j is not None:
+                        x[i, j] = value
+        return x
+
+
 @dataclass(frozen=True)
 class OnnxForest:
-    """A forest run by ONNX Runtime behind the DictVectorizer that scikit-learn fitted with it.
+    """A forest run by ONNX Runtime behind the columns of the DictVectorizer that scikit-learn fitted with it.
 
     The forest is converted with float32 inputs: scikit-learn's trees compare float32 features too, so both
     runtimes take the same branches; only the sums of the leaves differ, in the last float32 digits.
     """
 
-    features: DictVectorizer
+    features: Columns
     session: onnxruntime.InferenceSession
     output: str
     column: int
 
     def __call__(self, rows: list[dict[str, Any]]) -> np.ndarray:
-        x = self.features.transform(rows).astype(np.float32)
-        return self.session.run([self.output], {ONNX_INPUT: x})[0][:, self.column]
+        return self.session.run([self.output], {ONNX_INPUT: self.features(rows)})[0][:, self.column]
 
 
-def _sklearn_probability(pipeline: Pipeline) -> Predict:
-    return lambda rows: pipeline.predict_proba(rows)[:, 1]
+def onnx_forest(pipeline: Pipeline, model: Path | bytes, output: str, column: int) -> OnnxForest:
+    """The ONNX graph of the pipeline's forest behind its vectorizer's columns, in float32 as the graph takes."""
+    return OnnxForest(Columns(pipeline.named_steps["features"], np.float32), onnx_session(model), output, column)
+
+
+def _sklearn(pipeline: Pipeline, probability: bool) -> Predict:
+    """The pipeline's forest behind its vectorizer's columns: the same predictions as the pipeline."""
+    features, forest = Columns(pipeline.named_steps["features"]), pipeline.named_steps["forest"]
+    if probability:
+        return lambda rows: forest.predict_proba(features(rows))[:, 1]
+    return lambda rows: forest.predict(features(rows))
 
 
 @dataclass(frozen=True)
@@ -86,11 +126,14 @@ def load_models(model_dir: Path, model_runtime: ModelRuntime) -> Models:
     if model_runtime == "onnx":
         # Only the DictVectorizers are kept: the scikit-learn forests are dropped with their pipelines.
         return Models(
-            credit=OnnxForest(credit.named_steps["features"], onnx_session(model_dir / CREDIT_ONNX), *CREDIT_OUTPUT),
-            house=OnnxForest(house.named_steps["features"], onnx_session(model_dir / HOUSE_ONNX), *HOUSE_OUTPUT),
+            credit=onnx_forest(credit, model_dir / CREDIT_ONNX, *CREDIT_OUTPUT),
+            house=onnx_forest(house, model_dir / HOUSE_ONNX, *HOUSE_OUTPUT),
             metadata=metadata,
             model_runtime=model_runtime,
         )
     return Models(
-        credit=_sklearn_probability(credit), house=house.predict, metadata=metadata, model_runtime=model_runtime
+        credit=_sklearn(credit, probability=True),
+        house=_sklearn(house, probability=False),
+        metadata=metadata,
+        model_runtime=model_runtime,
     )

@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 
 from model_api import __version__, data
 from model_api.artifacts import CREDIT_ARTIFACT, CREDIT_ONNX, HOUSE_ARTIFACT, HOUSE_ONNX, METADATA
-from model_api.models import CREDIT_OUTPUT, HOUSE_OUTPUT, ONNX_INPUT, OnnxForest, onnx_session
+from model_api.models import CREDIT_OUTPUT, HOUSE_OUTPUT, ONNX_INPUT, onnx_forest
 from model_api.settings import load_settings
 
 # About 200 trees of depth about 10: one prediction costs several milliseconds of CPU, whatever the batch size
@@ -64,8 +64,7 @@ def _onnx_max_abs_diff(
     pipeline: Pipeline, onnx: bytes, output: tuple[str, int], reference: np.ndarray, rows: list[dict]
 ) -> float:
     """How far ONNX Runtime's answers on the held-out rows are from scikit-learn's `reference`, at most."""
-    forest = OnnxForest(pipeline.named_steps["features"], onnx_session(onnx), *output)
-    return float(np.max(np.abs(forest(rows) - reference)))
+    return float(np.max(np.abs(onnx_forest(pipeline, onnx, *output)(rows) - reference)))
 
 
 def train(out: Path, seed: int = data.DATA_SEED) -> dict:
