@@ -119,8 +119,12 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.max_bytes:
+                    await self._reject(send)
+                    return
+                # The HTTP parser delivers no more than the announced length: nothing left to count or watch.
+                await self.app(scope, receive, send)
                 return
 
         received = 0
