@@ -16,12 +16,12 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import handler_styles, instrumentation, model_runtimes, scrape
+from benchmarks import handler_styles, instrumentation, model_runtimes, scrape, serving_path
 from benchmarks.harness import Bench, Options, ensure_artifacts, progress, require_tools
 from benchmarks.machine import cpu_use, describe_machine
 from benchmarks.render import render
 from benchmarks.report import Report, collect_warnings
-from benchmarks.wrk import Wrk, write_lua
+from benchmarks.wrk import Wrk, write_get_lua, write_lua
 from lab.errors import LabError
 from lab.paths import MODEL_DIR, REPO
 from lab.processes import clean_env
@@ -57,13 +57,14 @@ def parse_args(argv: list[str] | None, default_model_dir: Path) -> tuple[Options
 
 
 def measure(options: Options, out_dir: Path, started: datetime) -> Report:
-    """Run the five benchmarks; the wrk scripts are kept in `out_dir`/lua so the command lines can be rerun."""
+    """Run the benchmarks; the wrk scripts are kept in `out_dir`/lua so the command lines can be rerun."""
     report = Report(started_utc=started.isoformat(timespec="seconds"), machine=describe_machine(), options=options)
     lua_dir = out_dir / "lua"
     lua_dir.mkdir(parents=True, exist_ok=True)
     scripts = {
         "/predict": write_lua(lua_dir, "house", COURSE_HOUSE),
         "/classify": write_lua(lua_dir, "applicant", COURSE_APPLICANT),
+        "/healthz": write_get_lua(lua_dir, "healthz"),
     }
     machine = report.machine
     progress(f"{machine.nproc} CPUs, {machine.cpu_model}; {machine.wrk}; models in {options.model_dir}")
@@ -73,7 +74,9 @@ def measure(options: Options, out_dir: Path, started: datetime) -> Report:
         report.matrix = handler_styles.run(bench)
         report.batching = handler_styles.batching_from_matrix(report.matrix)
         report.runtimes = model_runtimes.run(bench, report.matrix)
+        report.serving_path = serving_path.run(bench, report.matrix, report.runtimes)
         report.scrape = scrape.run(bench)
+        report.serving_path.targets = serving_path.targets(report.serving_path, report.instrumentation, report.scrape)
     machine.after = cpu_use()
     report.warnings = collect_warnings(report)
     return report
@@ -83,13 +86,15 @@ def save(report: Report, out_dir: Path, stamp: str) -> tuple[Path, Path]:
     """Write api-<stamp>.md and api-<stamp>.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown, raw = out_dir / f"api-{stamp}.md", out_dir / f"api-{stamp}.json"
+    chart = serving_path.chart(report.serving_path, out_dir / f"api-{stamp}.png") if report.serving_path else None
+    report.chart = chart.name if chart else None
     markdown.write_text(render(report))
     raw.write_text(report.to_json() + "\n")
     return markdown, raw
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the five benchmarks, print the tables, save them; a failure is one line on stderr and exit code 1."""
+    """Run the benchmarks, print the tables, save them; a failure is one line on stderr and exit code 1."""
     # The one read of the environment here; children get a copy without any LAB_ knob (clean_env).
     options, out_dir = parse_args(argv, Path(os.environ.get("LAB_MODEL_DIR") or MODEL_DIR))
     started = datetime.now(UTC)

@@ -16,6 +16,7 @@ import httpx2
 from benchmarks.wrk import Wrk, WrkResult
 from lab.api import RunningApi, running_api
 from lab.errors import LabError
+from lab.exposition import Sample, parse, total
 from lab.paths import BIN
 from lab.polling import wait_for
 from lab.processes import clean_env, find_tool
@@ -92,6 +93,46 @@ def wait_idle(api: RunningApi) -> float:
     return time.monotonic() - started
 
 
+REQUEST = "request"  # the key of stage_breakdown's whole-request figure
+
+
+def lab_metrics(api: RunningApi) -> dict[Sample, float] | None:
+    """The API's /metrics, parsed; None for a server without them (LAB_METRICS=false, or not the lab's API)."""
+    response = httpx2.get(f"{api.url}/metrics", timeout=10)
+    if response.status_code != 200:
+        return None
+    try:
+        return parse(response.text)
+    except ValueError:  # another server's exposition that prometheus-client cannot read: no breakdown
+        return None
+
+
+def stage_breakdown(
+    before: dict[Sample, float] | None, after: dict[Sample, float] | None, route: str
+) -> dict[str, float] | None:
+    """Milliseconds per request of `route` in each stage between two scrapes, and in the whole request (REQUEST):
+    the API's own histograms, so the figures are those of the requests measured and nothing else."""
+    if before is None or after is None:
+        return None
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, route=route, **labels) - total(before, name, route=route, **labels)
+
+    requests = delta("lab_http_request_duration_seconds_count")
+    if requests <= 0:
+        return None
+    stages = {
+        dict(labels)["stage"]
+        for (name, labels) in after
+        if name == "lab_request_stage_duration_seconds_sum" and dict(labels).get("route") == route
+    }
+    breakdown = {
+        stage: delta("lab_request_stage_duration_seconds_sum", stage=stage) / requests * 1e3 for stage in stages
+    }
+    breakdown[REQUEST] = delta("lab_http_request_duration_seconds_sum") / requests * 1e3
+    return dict(sorted(breakdown.items(), key=lambda item: -item[1]))
+
+
 @dataclass
 class Bench:
     """What every benchmark needs: options, a scratch folder for the servers, and wrk."""
@@ -115,9 +156,10 @@ class Bench:
         if warmup and self.options.warmup_s > 0:
             self.wrk.run(label, api.url, path, connections, self.options.warmup_s, core)
             wait_idle(api)
-        cpu_before = api.cpu_seconds()
+        cpu_before, metrics_before = api.cpu_seconds(), lab_metrics(api)
         result = self.wrk.run(label, api.url, path, connections, seconds, core)
         drained = wait_idle(api)
+        result.stages_ms = stage_breakdown(metrics_before, lab_metrics(api), path)
         # CPU per request is steadier than RPS on a shared VM: time stolen by neighbours slows the run but is not
         # counted as our CPU. The few requests answered after wrk stopped add well under 1% here.
         result.server_cpu_us_per_request = (api.cpu_seconds() - cpu_before) / max(result.requests, 1) * 1e6

@@ -31,6 +31,7 @@ from lab.ports import free_port
 from lab.processes import clean_env, cpu_seconds, find_tool, pinned, stop
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
+LAB_LOCUSTFILE = REPO / "locust" / "locustfile.py"
 TARGET_CORE, LOCUST_CORE = 1, 0
 HEADROOM = 0.7  # plan workers to run at most 70% of what one can do: above 90% CPU Locust's timings skew
 
@@ -105,14 +106,38 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def measure(user_class: str, url: str, workdir: Path, seconds: int, users: int) -> Point:
-    """One Locust process, headless, no wait time; its RPS from its CSV, its CPU from psutil."""
+    """One Locust process of the trivial users, headless, no wait time; its RPS from its CSV, its CPU from psutil."""
     locustfile = workdir / "trivial.py"
     locustfile.write_text(LOCUSTFILE)
+    return _run_locust(locustfile, user_class, url, workdir, seconds, users)
+
+
+def measure_lab_users(url: str, workdir: Path, seconds: int, users: int) -> Point:
+    """One Locust process of the lab's own credit users (FastHttpUser, POST /classify, judged as in the lab), with no
+    wait between requests: what one Locust worker of the lab can send, against a target that outruns it."""
+    lab_users = ["--wait-min", "0", "--wait-max", "0"]
+    return _run_locust(
+        LAB_LOCUSTFILE, "CreditRiskUser", url, workdir, seconds, users, lab_users, cwd=LAB_LOCUSTFILE.parent
+    )
+
+
+def _run_locust(
+    locustfile: Path,
+    user_class: str,
+    url: str,
+    workdir: Path,
+    seconds: int,
+    users: int,
+    extra: list[str] | None = None,
+    cwd: Path | None = None,
+) -> Point:
+    """One Locust process, headless, pinned to its core; its RPS from its CSV, its CPU from psutil."""
     prefix = workdir / user_class
     command = [str(BIN / "locust"), "-f", str(locustfile), user_class, "--headless", "-u", str(users),
-               "-r", str(users), "-t", f"{seconds}s", "-H", url, "--csv", str(prefix), "--only-summary"]  # fmt: skip
+               "-r", str(users), "-t", f"{seconds}s", "-H", url, "--csv", str(prefix), "--only-summary",
+               *(extra or [])]  # fmt: skip
     process = subprocess.Popen(
-        pinned(command, LOCUST_CORE), env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        pinned(command, LOCUST_CORE), env=clean_env(), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     started, cpu_before = time.monotonic(), cpu_seconds(process.pid)
     cpu_after = cpu_before
@@ -120,7 +145,10 @@ def measure(user_class: str, url: str, workdir: Path, seconds: int, users: int) 
         cpu_after = max(cpu_after, cpu_seconds(process.pid))  # 0 once it has exited
         time.sleep(0.2)
     elapsed = time.monotonic() - started
-    with Path(f"{prefix}_stats.csv").open() as rows:
+    stats = Path(f"{prefix}_stats.csv")
+    if not stats.exists():
+        raise LabError(f"locust {' '.join(command)} wrote no statistics (exit code {process.returncode})")
+    with stats.open() as rows:
         total = next(row for row in csv.DictReader(rows) if row["Name"] == "Aggregated")
     used = cpu_after - cpu_before
     return Point(user_class, float(total["Requests/s"]), used / elapsed * 100.0, int(total["Failure Count"]))

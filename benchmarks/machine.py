@@ -56,6 +56,15 @@ class Machine:
     packages: dict[str, str]
     before: CpuUse
     after: CpuUse | None = None
+    governor: str = "unknown"  # the CPU frequency governor, where the kernel shows it (a VM often does not)
+
+
+def governor() -> str:
+    """The first core's cpufreq scaling governor (performance, powersave, ...), or why it is unknown."""
+    try:
+        return Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").read_text().strip()
+    except OSError:
+        return "not exposed (no cpufreq: usual on a VM)"
 
 
 def cpu_model() -> str:
@@ -96,6 +105,7 @@ def describe_machine() -> Machine:
         wrk=wrk_version(),
         packages=package_versions(),
         before=cpu_use(),
+        governor=governor(),
     )
 
 

@@ -15,6 +15,7 @@ from benchmarks.instrumentation import SATURATION_CONNECTIONS, TARGET_METRICS_DR
 from benchmarks.model_runtimes import RuntimeComparison
 from benchmarks.report import Report
 from benchmarks.scrape import TARGET_SCRAPE_MS, ScrapeResult
+from benchmarks.serving_path import render_serving_path
 from benchmarks.wrk import WRK_THREADS, WRK_TIMEOUT, WrkResult
 from lab.markdown import table
 
@@ -50,7 +51,7 @@ def render_header(report: Report) -> str:
         [
             f"# API benchmark, {report.started_utc}" + (" (quick smoke run)" if o.quick else ""),
             "",
-            f"- Machine: nproc {m.nproc}, {m.cpu_model}, Linux {m.kernel}",
+            f"- Machine: nproc {m.nproc}, {m.cpu_model}, Linux {m.kernel}; CPU governor {m.governor}",
             f"- Python {m.python}; {m.wrk}; {packages}",
             f"- Each point: {o.warmup_s} s warm-up (discarded), then {o.duration_s} s measured; "
             f"wrk {WRK_THREADS} thread, --timeout {WRK_TIMEOUT}; instrumentation repeated {o.repeats}x per side",
@@ -128,7 +129,7 @@ def render_scrape(result: ScrapeResult) -> str:
     traffic = ", ".join(f"{r.path} {r.requests:,} requests" for r in result.traffic)
     return "\n\n".join(
         [
-            f"## 3. /metrics scrape time, {result.workers} workers, after traffic",
+            f"## 3. /metrics scrape time, {result.workers} workers under load",
             numbers(header, [row]),
             f"Traffic before the scrapes: {traffic}.",
         ]
@@ -174,6 +175,10 @@ def render_runtimes(comparisons: list[RuntimeComparison]) -> str:
 def render(report: Report) -> str:
     """The whole report in Markdown."""
     sections = [render_header(report)]
+    if report.serving_path:
+        metric_us = report.instrumentation.metric_us_per_request if report.instrumentation else None
+        alone = [(r.label, r) for r in [*report.matrix, *(c.onnx for c in report.runtimes)] if r.connections == 1]
+        sections.append(render_serving_path(report.serving_path, metric_us, report.chart, alone))
     if report.instrumentation:
         sections.append(render_instrumentation(report.instrumentation))
     if report.batching:

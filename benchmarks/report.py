@@ -12,6 +12,7 @@ from benchmarks.instrumentation import TARGET_METRICS_DROP_PCT, InstrumentationR
 from benchmarks.machine import Machine, busy_warnings
 from benchmarks.model_runtimes import RuntimeComparison
 from benchmarks.scrape import TARGET_SCRAPE_MS, ScrapeResult
+from benchmarks.serving_path import BENTOML, CEILING, HEALTHZ, SKLEARN_BATCHED_NO_METRICS, ServingPathResult
 from benchmarks.wrk import WrkResult
 
 
@@ -27,6 +28,8 @@ class Report:
     scrape: ScrapeResult | None = None
     matrix: list[WrkResult] = field(default_factory=list)
     runtimes: list[RuntimeComparison] = field(default_factory=list)
+    serving_path: ServingPathResult | None = None
+    chart: str | None = None  # the serving path's chart, beside the Markdown
     warnings: list[str] = field(default_factory=list)
 
     def all_runs(self) -> list[WrkResult]:
@@ -35,6 +38,9 @@ class Report:
         runs += self.matrix
         runs += [comparison.onnx for comparison in self.runtimes]  # their scikit-learn side is in the matrix
         runs += self.scrape.traffic if self.scrape else []
+        if self.serving_path:  # only its own points: the others are the matrix's and benchmark 5's
+            own = (CEILING, HEALTHZ, SKLEARN_BATCHED_NO_METRICS, BENTOML)
+            runs += [row.result for row in self.serving_path.rows if row.server in own and row.result]
         return runs
 
     def to_json(self) -> str:
@@ -56,6 +62,12 @@ def collect_warnings(report: Report) -> list[str]:
     if report.batching and not report.batching.p99_met:
         p99 = report.batching.batched.p99_ms
         warnings.append(f"batched P99 {p99:.0f} ms (target < {TARGET_BATCHING_P99_MS:.0f} ms)")
+    if report.serving_path:
+        warnings += [
+            f"target missed: {t.name}" + (f" ({', '.join(t.conditions)})" if t.conditions else "")
+            for t in report.serving_path.targets
+            if not t.met
+        ]
     if report.scrape and not report.scrape.met:
         warnings.append(f"/metrics P99 {report.scrape.p99_ms:.0f} ms (target < {TARGET_SCRAPE_MS:.0f} ms)")
     return warnings

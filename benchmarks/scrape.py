@@ -1,9 +1,11 @@
 """Benchmark 3, what a scrape costs: sequential GET /metrics against four workers that have served traffic on
-both model routes (under gunicorn each scrape reads and merges every worker's files)."""
+both model routes, timed while wrk keeps them busy (under gunicorn each scrape reads and merges every worker's
+files, and under load it waits its turn on a worker's event loop as Prometheus' scrapes do)."""
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 
@@ -11,6 +13,7 @@ import httpx2
 
 from benchmarks.harness import DEFAULT_KNOBS, Bench, progress
 from benchmarks.wrk import WrkResult
+from lab.polling import wait_for
 
 SCRAPE_WORKERS = 4
 TRAFFIC_CONNECTIONS = 16
@@ -60,15 +63,30 @@ def time_scrapes(url: str, count: int) -> tuple[list[float], int]:
 
 
 def run(bench: Bench) -> ScrapeResult:
-    """GET /metrics timed after traffic on both model routes has spread over 4 workers (not pinned)."""
+    """GET /metrics timed after traffic on both model routes has spread over 4 workers (not pinned), while wrk
+    loads /predict at 16 connections."""
     progress(f"scrape: starting {SCRAPE_WORKERS} workers")
     with bench.api(SCRAPE_WORKERS, {"LAB_METRICS": "true", **DEFAULT_KNOBS}) as api:
         traffic = [
             bench.measure(f"traffic {path}", api, path, TRAFFIC_CONNECTIONS, None, warmup=False)
             for path in ("/predict", "/classify")
         ]
-        progress(f"scrape: {bench.options.scrapes} sequential GET /metrics")
-        samples, size = time_scrapes(f"{api.url}/metrics", bench.options.scrapes)
+        progress(f"scrape: {bench.options.scrapes} sequential GET /metrics while wrk loads /predict")
+        load: list[WrkResult] = []
+        seconds = max(bench.options.duration_s, 2 + bench.options.scrapes // 10)  # outlasts the scrapes
+        loading = threading.Thread(
+            target=lambda: load.append(
+                bench.wrk.run("load during the scrapes", api.url, "/predict", TRAFFIC_CONNECTIONS, seconds, None)
+            )
+        )
+        busy_from = api.cpu_seconds()
+        loading.start()
+        try:  # the first scrape waits for wrk's load to reach the workers: 0.5 s of their CPU spent on it
+            wait_for(lambda: api.cpu_seconds() - busy_from > 0.5, 10, "wrk's load to reach the workers", interval=0.1)
+            samples, size = time_scrapes(f"{api.url}/metrics", bench.options.scrapes)
+        finally:
+            loading.join()
+        traffic += load
     result = ScrapeResult(
         workers=SCRAPE_WORKERS,
         count=len(samples),

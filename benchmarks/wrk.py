@@ -77,6 +77,10 @@ class WrkResult:
     socket_errors: dict[str, int]  # connect, read, write, timeout
     command: str
     server_cpu_us_per_request: float | None = None  # gunicorn's CPU time over the run / requests wrk counted
+    # Where a request's time went, in ms per request, from the API's own histograms over the run: each stage
+    # (lab_request_stage_duration_seconds) and `request`, the whole time from receipt to response
+    # (lab_http_request_duration_seconds). None for a server without the lab's metrics.
+    stages_ms: dict[str, float] | None = None
 
     @property
     def errors(self) -> int:
@@ -101,6 +105,13 @@ def write_lua(directory: Path, name: str, body: Mapping[str, Any]) -> Path:
         'wrk.headers["Content-Type"] = "application/json"\n'
         f"wrk.body = [==[{payload}]==]\n" + DONE_HOOK
     )
+    return script
+
+
+def write_get_lua(directory: Path, name: str) -> Path:
+    """A wrk script that GETs the URL it is given, ending with the JSON summary hook."""
+    script = directory / f"get-{name}.lua"
+    script.write_text(f"-- wrk -s {script.name}: GET, with the JSON summary\n" + DONE_HOOK)
     return script
 
 

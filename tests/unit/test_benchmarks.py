@@ -8,15 +8,16 @@ import json
 import psutil
 import pytest
 
-from benchmarks import api_bench, locust_bench
+from benchmarks import api_bench, locust_bench, serving_path
 from benchmarks.handler_styles import batching_from_matrix
-from benchmarks.harness import Options
-from benchmarks.instrumentation import summarize
+from benchmarks.harness import REQUEST, Options, stage_breakdown
+from benchmarks.instrumentation import InstrumentationResult, summarize
 from benchmarks.machine import CpuUse, Machine, busy_warnings, cpu_use
 from benchmarks.model_runtimes import compare, onnx_label
 from benchmarks.render import render
 from benchmarks.report import Report, collect_warnings
-from benchmarks.scrape import percentile
+from benchmarks.scrape import ScrapeResult, percentile
+from benchmarks.serving_path import Row, ServingPathResult
 from benchmarks.wrk import Wrk, WrkError, WrkResult, read_summary, result_from_summary, write_lua
 
 # What `wrk -t1 -c1 -d1s --latency -s post-x.lua` printed against a server that answers POST with 501: its text
@@ -235,3 +236,86 @@ def test_a_missing_tool_ends_the_benchmark_with_one_line_and_exit_code_1(
     err = capsys.readouterr().err
     assert err.startswith(f"{name}: {tool} is not installed (Debian package: ")
     assert err.count("\n") == 1
+
+
+def serving_path_run(bentoml: WrkResult | None) -> ServingPathResult:
+    rows = [
+        Row(serving_path.CEILING, result("ceiling", 10_000)),
+        Row(serving_path.HEALTHZ, result("healthz", 6000)),
+        Row(serving_path.SKLEARN_UNBATCHED, result("async c=64", 100, p99_ms=900)),
+        Row(serving_path.SKLEARN_BATCHED, result("async+batching c=64", 1480)),
+        Row(serving_path.ONNX_UNBATCHED, result("async onnx c=64", 3500, read=2)),
+        Row(serving_path.ONNX_BATCHED, result("async+batching onnx c=64", 4200)),
+        Row(serving_path.SKLEARN_BATCHED_NO_METRICS, result("no metrics", 1500)),
+        Row(serving_path.BENTOML, bentoml, "" if bentoml else "make bentoml-install first"),
+    ]
+    run = ServingPathResult(rows=rows, locust_rps=7000.0, locust_cpu_pct=99.0)
+    run.targets = serving_path.targets(run)
+    return run
+
+
+def test_the_serving_paths_targets_are_ratios_of_one_run_and_a_slow_or_failing_point_misses():
+    run = serving_path_run(bentoml=result("bentoml", 200))
+    targets = {t.name: t for t in run.targets}
+
+    batched = targets["batched scikit-learn, share of the ceiling"]
+    assert (batched.measured, batched.met) == (pytest.approx(0.148), False)
+    onnx = targets["unbatched ONNX, share of the ceiling"]
+    assert onnx.measured == pytest.approx(0.35)  # over the bar, but 2 read errors: missed
+    assert (onnx.met, onnx.conditions) == (False, ["2 read errors"])
+    assert targets["batched scikit-learn over BentoML's adaptive batching"].measured == pytest.approx(7.4)
+    assert targets["batched scikit-learn over BentoML's adaptive batching"].met
+    locust = targets["one Locust process over the best single-core API figure"]
+    assert locust.measured == pytest.approx(7000 / 4200)  # the best API row, not the ceiling or /healthz
+    assert locust.met
+
+
+def test_without_bentoml_its_row_says_why_and_its_target_is_not_measured():
+    run = serving_path_run(bentoml=None)
+    target = next(t for t in run.targets if "BentoML" in t.name)
+
+    assert (target.measured, target.met) == (None, False)
+    text = serving_path.render_serving_path(run, metric_us=30.0, chart=None)
+    assert "| BentoML, adaptive batching, scikit-learn | – | – | – | – | – | make bentoml-install first |" in text
+    assert "| the lab's API, batched scikit-learn | 1,480 | 0.148 |" in text
+    assert (
+        "| batched scikit-learn over BentoML's adaptive batching | – | >= 6.00x | – | **missed** (BentoML not" in text
+    )
+
+
+def test_the_stage_breakdown_is_the_difference_of_two_scrapes_per_request_of_the_route():
+    def scrape(requests: float, seconds: float, validation: float, inference: float) -> dict:
+        return {
+            ("lab_http_request_duration_seconds_count", (("route", "/classify"),)): requests,
+            ("lab_http_request_duration_seconds_sum", (("route", "/classify"),)): seconds,
+            ("lab_http_request_duration_seconds_count", (("route", "/predict"),)): 99.0,
+            ("lab_request_stage_duration_seconds_sum", (("route", "/classify"), ("stage", "validation"))): validation,
+            ("lab_request_stage_duration_seconds_sum", (("route", "/classify"), ("stage", "inference"))): inference,
+        }
+
+    stages = stage_breakdown(scrape(10, 1.0, 0.1, 0.2), scrape(1010, 11.0, 0.2, 1.2), "/classify")
+
+    assert stages == pytest.approx({REQUEST: 10.0, "inference": 1.0, "validation": 0.1})
+    assert serving_path.breakdown(stages)["outside the stages"] == pytest.approx(8.9)
+    assert stage_breakdown(None, scrape(1, 1, 1, 1), "/classify") is None  # a server without the lab's metrics
+
+
+def test_the_serving_path_chart_is_a_png_file_and_needs_two_servers_to_compare(tmp_path):
+    path = serving_path.chart(serving_path_run(bentoml=None), tmp_path / "chart.png")
+    lonely = ServingPathResult(rows=[Row(serving_path.CEILING, result("ceiling", 10_000))])
+
+    assert path == tmp_path / "chart.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert serving_path.chart(lonely, tmp_path / "lonely.png") is None
+
+
+def test_the_metric_cost_and_the_scrape_time_join_the_targets_from_their_own_benchmarks():
+    instrumentation = InstrumentationResult(metric_share_pct=2.0)
+    scrape = ScrapeResult(4, 50, 20.0, 60.0, 70.0, 2, 40_000, [], [])
+
+    found = {t.name: t for t in serving_path.targets(serving_path_run(None), instrumentation, scrape)}
+
+    metric = found["metric work, share of a request's server CPU (benchmark 1)"]
+    assert (metric.measured, metric.met, serving_path._target_row(metric)[1:3]) == (0.02, True, ["2.0%", "<= 3.0%"])
+    scrape_time = found["/metrics P99 with 4 workers under load, ms (benchmark 3)"]
+    assert (scrape_time.measured, scrape_time.met) == (60.0, False)
