@@ -18,8 +18,8 @@ from experiments.report import ExperimentReport, _fmt, _ms, _p999, load_report
 from experiments.run import DEFAULT_OUT
 from lab.markdown import table
 
-COLUMNS = ["scenario", "verdict under load", "users (last step that held)", "RPS there", "P99 there", "P99.9 there",
-           "peak RPS",
+COLUMNS = ["scenario", "verdict under load", "time to verdict", "users (last step that held)", "RPS there",
+           "P99 there", "P99.9 there", "peak RPS",
            "peak CPU / limit", "peak queueing gap", "peak loop lag", "peak batch"]  # fmt: skip
 
 
@@ -29,6 +29,7 @@ def _row(report: ExperimentReport) -> list[str]:
     return [
         report.scenario,
         report.verdict or "–",
+        report.time_to_verdict_short(),
         str(held.get("users", "–")),
         _fmt(held.get("rps")),
         _fmt(held.get("p99_ms"), "{:.0f} ms"),
@@ -45,7 +46,9 @@ def comparison_markdown(reports: list[ExperimentReport]) -> str:
     lines = [
         f"# Comparison: {', '.join(r.scenario for r in reports)}",
         "",
-        "Each scenario under the same breaking-point load shape: users in steps until client P99 breaks the SLO.",
+        "Each scenario under the same breaking-point load shape: users in steps until client P99 breaks the SLO. "
+        "The time to verdict runs from the load crossing the API's capacity (the start of the step that broke the "
+        "SLO; of the heaviest step where it held) to the diagnosis naming the verdict under load.",
         "",
         table(COLUMNS, [_row(r) for r in reports]),
         "",

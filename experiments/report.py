@@ -12,13 +12,13 @@ from typing import Any
 
 from experiments.charts import chart_cpu, chart_rps_p99, chart_timeline
 from experiments.collect import RunSeries
+from experiments.time_to_verdict import TimeToVerdict, heaviest_step, time_to_verdict
 from lab.markdown import table
 from lab.profiling import Profile
 from model_api.vocabulary import (
     HEALTHY,
     NO_RESPONSE,
     P999_MIN_SAMPLES,
-    RULE_WINDOW_SECONDS,
     STEP_SECONDS,
     TOO_FEW_REQUESTS,
 )
@@ -105,18 +105,12 @@ def verdict_under_load(series: RunSeries, broke: bool) -> str | None:
     """The diagnosis during the run's heaviest step (the most users it ran).
 
     The heaviest step is the last one, and the verdict lags the load by up to a rule window: the samples taken
-    in the window after the load stopped still describe that step, and a short step may have no others.
+    in the window after the load stopped still describe that step, and a short step may have no others
+    (heaviest_step).
     When the SLO broke there, the bottleneck the diagnosis named most often ("healthy" only if it named none):
     that is the answer to "why did it break?". When it held, simply the verdict held most often.
     """
-    users, times = series.values["users"], series.timestamps
-    top = max((u for u in users if u), default=None)
-    at_top = [i for i, u in enumerate(users) if u == top]
-    if not at_top:
-        return None
-    last = at_top[-1]
-    after = [i for i in range(last + 1, len(users)) if not users[i] and times[i] - times[last] <= RULE_WINDOW_SECONDS]
-    counts = Counter(series.verdicts[i] for i in [*at_top, *after] if series.verdicts[i])
+    counts = Counter(series.verdicts[i] for i in heaviest_step(series) if series.verdicts[i])
     problems = Counter({verdict: n for verdict, n in counts.items() if verdict != HEALTHY})
     if broke and problems:
         return problems.most_common(1)[0][0]
@@ -148,6 +142,8 @@ class ExperimentReport:
     steps: list[Step]
     series: RunSeries
     profile: dict[str, Any] | None = None  # lab.profiling.Profile.to_json: the flame graph of the breaking step
+    # From the load crossing the API's capacity to the verdict named (None in a report written before it was).
+    time_to_verdict: TimeToVerdict | None = None
 
     def measured_steps(self) -> list[dict[str, Any]]:
         """Locust's own measurement of each step (its requests only, after its ramp), the breaking one included."""
@@ -168,13 +164,23 @@ class ExperimentReport:
         """The last step that held the SLO, as Locust measured it."""
         return (self.breaking_point or {}).get("last_held")
 
+    def time_to_verdict_short(self) -> str:
+        """The time to verdict for a table cell or a console line; "–" in a report written before it was measured."""
+        return self.time_to_verdict.short() if self.time_to_verdict else "–"
+
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "series": self.series.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExperimentReport:
+        ttv = data.get("time_to_verdict")
         return cls(
-            **{**data, "steps": [Step(**s) for s in data["steps"]], "series": RunSeries.from_json(data["series"])}
+            **{
+                **data,
+                "steps": [Step(**s) for s in data["steps"]],
+                "series": RunSeries.from_json(data["series"]),
+                "time_to_verdict": TimeToVerdict(**ttv) if ttv else None,
+            }
         )
 
 
@@ -185,18 +191,21 @@ def build_report(
     breaking_point: dict[str, Any] | None,
     profile: Profile | None = None,
 ) -> ExperimentReport:
+    broke = broke_the_slo(breaking_point)
+    verdict = verdict_under_load(series, broke)
     return ExperimentReport(
         scenario=scenario,
         mode=mode,
         started=series.timestamps[0] if series.timestamps else None,
         ended=series.timestamps[-1] if series.timestamps else None,
         breaking_point=breaking_point,
-        verdict=verdict_under_load(series, broke_the_slo(breaking_point)),
+        verdict=verdict,
         verdicts=series.verdict_counts(),
         peaks={name: peak(series, name) for name in series.values if name != "users"},
         steps=steps(series),
         series=series,
         profile=profile.to_json() if profile else None,
+        time_to_verdict=time_to_verdict(series, verdict, broke),
     )
 
 
@@ -368,6 +377,10 @@ def summary_markdown(report: ExperimentReport, folder: Path | None = None) -> st
         "",
         f"**Verdict under load: {report.verdict or 'none'}** (the diagnosis during the heaviest step: the "
         f"bottleneck it named most often there; over the whole run: {verdicts}).",
+        "",
+        report.time_to_verdict.sentence()
+        if report.time_to_verdict
+        else "Time to verdict: not measured (a report written before the runner measured it).",
         "",
         "## Key figures (peaks over the run)",
         "",

@@ -221,7 +221,8 @@ def run_experiment(
             report = dataclasses.replace(report, profile=flame.to_json() if flame else None)
         say(scenario, "collected the run from Prometheus; stopping the lab")
     path = write_report(report, folder)
-    say(scenario, f"verdict under load: {report.verdict}; report: {path}")
+    say(scenario, f"verdict under load: {report.verdict}; time to verdict: {report.time_to_verdict_short()}; "
+        f"report: {path}")  # fmt: skip
     return report, path
 
 

@@ -98,6 +98,8 @@ def experiment(mode, tmp_path_factory, model_dir) -> Callable[[str], ExperimentR
                 # Only onnx's signature reads its flame graph: the others skip the profiling step (15 s each).
                 profile=scenario == "onnx",
             )
+            # Its time to verdict is in the summary (and the runner's last line): printed, never asserted, as
+            # timings are measured and reported (docs/experiments.md), not tested.
             print(summary.read_text())
         return done[scenario]
 

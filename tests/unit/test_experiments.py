@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -10,10 +11,12 @@ from experiments.collect import SERIES, RunSeries
 from experiments.compare import compare
 from experiments.report import build_report, load_report, steps, summary_markdown, verdict_under_load, write_report
 from experiments.run import DIAGNOSIS_LAG_SECONDS, Plan, main, wait_for_diagnosis
+from experiments.time_to_verdict import time_to_verdict
 from lab.errors import LabError
 from lab.native import native_cores
 from lab.profiling import Profile
 from lab.scenarios import api_service, interpolate
+from model_api.vocabulary import STEP_SECONDS
 
 BREAKING_POINT = {
     "result": "30 users broke the SLO: P99 1300 ms (SLO 1000 ms), failures 5.9% (limit 1%)",
@@ -92,6 +95,99 @@ def test_the_verdict_under_load_counts_the_rule_window_after_a_short_last_step()
     assert verdict_under_load(run, broke=False) == "healthy"
     run.verdicts[4:7] = [None] * 3
     assert verdict_under_load(run, broke=False) is None, "samples beyond the window are not counted"
+
+
+HELD = {**BREAKING_POINT, "result": "reached 20 users (the maximum) without breaking the SLO", "breaking_step": None}
+
+
+def one_long_step(verdicts: list[str | None]) -> RunSeries:
+    """memory-bound's or cold-start's plan: no users at first, then 20 for the rest of the samples, 5 s apart."""
+    values: dict[str, list[float | None]] = {name: [None] * len(verdicts) for name in SERIES}
+    values["users"] = [0.0] + [20.0] * (len(verdicts) - 1)
+    return RunSeries([1000.0 + 5 * i for i in range(len(verdicts))], values, verdicts)
+
+
+def test_the_time_to_verdict_runs_from_the_start_of_the_step_that_broke_to_its_verdict_named():
+    run = synthetic_run()  # 30 users, the step that broke, from 1040 s on
+    run.verdicts[5:12] = ["healthy"] * 5 + ["cpu-bound"] * 2  # named at 1050 s
+
+    ttv = build_report("cpu-bound", "compose", run, BREAKING_POINT).time_to_verdict
+
+    assert (ttv.seconds, ttv.verdict, ttv.users, ttv.broke) == (10, "cpu-bound", 30, True)
+    assert (ttv.crossed_at, ttv.named_at, ttv.resolution_s) == (1040, 1050, STEP_SECONDS)
+    assert ttv.short() == "10 s"
+
+
+def test_the_crossing_is_when_the_steps_users_all_run_not_while_they_spawn():
+    run = synthetic_run()
+    run.values["users"][8] = 27.0  # still spawning at 1040 s: 30 users from 1045 s on
+    run.verdicts[8:12] = ["healthy", "healthy", "cpu-bound", "cpu-bound"]
+
+    ttv = time_to_verdict(run, "cpu-bound", broke=True)
+
+    assert (ttv.crossed_at, ttv.seconds) == (1045, 5)
+
+
+def test_a_verdict_named_already_when_the_load_crosses_capacity_counts_zero_seconds():
+    run = synthetic_run()  # cpu-bound from 1025 s, in the 20-user step that held, and still at 1040 s
+    assert time_to_verdict(run, "cpu-bound", broke=True).seconds == 0
+
+    run.verdicts[8] = "queueing"  # named before, but gone when the load crossed: from the crossing on, 5 s
+    assert time_to_verdict(run, "cpu-bound", broke=True).seconds == 5
+
+
+def test_a_run_that_held_counts_from_the_start_of_its_heaviest_step_and_says_so():
+    run = one_long_step([None, None, None, "healthy", "healthy", *["memory-bound"] * 6])
+
+    report = build_report("memory-bound", "compose", run, HELD)
+    ttv = report.time_to_verdict
+
+    assert report.verdict == "memory-bound"
+    assert (ttv.seconds, ttv.users, ttv.broke, ttv.crossed_at) == (20, 20, False, 1005)
+    assert ttv.short() == "20 s (SLO held)"
+    assert "**Time to verdict: 20 s (SLO held)**: verdict memory-bound named 20 s after the heaviest step began" in (
+        summary_markdown(report)
+    )
+
+
+def test_a_run_healthy_under_load_has_no_time_to_verdict_and_says_why():
+    report = build_report("async-io", "compose", one_long_step([None, None, *["healthy"] * 6]), HELD)
+
+    assert report.time_to_verdict.seconds is None
+    assert report.time_to_verdict.short() == "none (healthy under load: no bottleneck to name)"
+    assert "**Time to verdict: none** (healthy under load: no bottleneck to name)" in summary_markdown(report)
+
+
+def test_a_run_without_users_or_verdicts_has_no_time_to_verdict():
+    assert time_to_verdict(one_long_step([None] * 4), None, broke=False).reason == "no verdict under load"
+    empty = RunSeries([1000.0], {name: [None] for name in SERIES}, [None])
+    assert time_to_verdict(empty, None, broke=False).reason == "the run recorded no users"
+
+
+def test_the_summary_names_the_verdict_the_seconds_and_the_users_where_the_load_crossed_capacity():
+    text = summary_markdown(build_report("cpu-bound", "compose", synthetic_run(), BREAKING_POINT))
+
+    assert (
+        "**Time to verdict: 0 s**: verdict cpu-bound named 0 s after the load crossed capacity (at 30 users, the "
+        "step that broke the SLO, once all were running; read from samples 5 s apart, so to within 5 s)."
+    ) in text
+
+
+def test_a_report_written_before_the_time_to_verdict_reads_back_without_one(tmp_path):
+    for name in ("baseline", "batching"):
+        write_report(build_report(name, "compose", synthetic_run(), BREAKING_POINT), tmp_path / name)
+    path = tmp_path / "baseline" / "report.json"
+    data = json.loads(path.read_text())
+    del data["time_to_verdict"]
+    path.write_text(json.dumps(data))
+
+    old = load_report(tmp_path / "baseline")
+
+    assert old.time_to_verdict is None
+    assert "Time to verdict: not measured" in summary_markdown(old)
+    rows = compare(["baseline", "batching"], tmp_path).read_text()
+    assert "| baseline | cpu-bound | – | 20 |" in rows
+    assert "| batching | cpu-bound | 0 s | 20 |" in rows
 
 
 class EvaluatingPrometheus:
@@ -219,7 +315,7 @@ def test_compare_puts_reports_side_by_side_in_one_table_and_one_chart(tmp_path):
     ]
     assert len(rows) == 2
     assert rows[0].startswith(
-        "| baseline | cpu-bound | 20 | 20.0 | 790 ms | too few requests (300 requests) | 22.0 | 99% |"
+        "| baseline | cpu-bound | 0 s | 20 | 20.0 | 790 ms | too few requests (300 requests) | 22.0 | 99% |"
     )
     assert (tmp_path / "comparison.png").read_bytes().startswith(b"\x89PNG")
 
