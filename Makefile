@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment profile flamegraphs compare clean
+.PHONY: help install bentoml-install bentoml lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment profile flamegraphs compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -42,6 +42,32 @@ lock: install ## re-resolve the pins (network): requirements.lock, then each ima
 	$(LOCK) requirements.in --no-emit-package model-api --no-emit-package lab-locust -o requirements.lock
 	$(LOCK) $(API_DIR)/pyproject.toml -c requirements.lock -o $(API_DIR)/requirements.txt
 	$(LOCK) locust/requirements.in -c requirements.lock -o locust/requirements.txt
+	grep -E '^($(BENTOML_LAB_PINS))==' requirements.lock > $(VENV)/lab-model-pins.txt
+	$(LOCK) $(BENTOML_DIR)/requirements.in -c $(VENV)/lab-model-pins.txt -o $(BENTOML_DIR)/requirements.txt
+
+# The BentoML service (services/bentoml/), an optional extra in a virtualenv of its own: BentoML needs other versions
+# than the lock's of a few packages (certifi, opentelemetry-api), so `make lock` resolves it on its own, except for
+# the packages that load and validate the lab's models, which take the lock's pins so that its pickles load there.
+BENTOML_DIR := services/bentoml
+BENTOML_VENV := .venv-bentoml
+BENTOML_LAB_PINS := joblib|numpy|pydantic|pydantic-core|pydantic-settings|scikit-learn|scipy|threadpoolctl
+BENTOML_PORT ?= 3000
+BENTOML_ARGS ?=
+
+bentoml-install: $(BENTOML_VENV)/.installed ## create .venv-bentoml with BentoML for services/bentoml (about a minute)
+
+# The lab's model_api goes in editable and without its dependencies: the service imports only its artifact checks,
+# schemas and settings.
+$(BENTOML_VENV)/.installed: $(BENTOML_DIR)/requirements.txt $(API_DIR)/pyproject.toml
+	$(PYTHON) -m venv $(BENTOML_VENV)
+	$(BENTOML_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(BENTOML_DIR)/requirements.txt
+	$(BENTOML_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e $(API_DIR)
+	touch $@
+
+# No usage reports to BentoML, and its home (models, logs) in the virtualenv rather than ~/bentoml.
+bentoml: bentoml-install $(ARTIFACTS) ## the BentoML service in the foreground on 127.0.0.1:$BENTOML_PORT (BENTOML_ARGS="--arg workers=2")
+	cd $(BENTOML_DIR) && BENTOML_DO_NOT_TRACK=true BENTOML_HOME=$(CURDIR)/$(BENTOML_VENV)/home \
+		$(CURDIR)/$(BENTOML_VENV)/bin/bentoml serve service:CreditRisk --host 127.0.0.1 --port $(BENTOML_PORT) $(BENTOML_ARGS)
 
 # Retrained whenever the installed packages or the training code change: artifacts are tied to one scikit-learn
 # version, and the API refuses a folder that lacks what training now writes (the ONNX files, say).
@@ -115,5 +141,5 @@ soak: install $(if $(findstring --native,$(SOAK_ARGS)),$(ARTIFACTS)) ## hold SCE
 compare: install ## put the reports of SCENARIOS side by side: reports/experiments/comparison.md
 	$(BIN)/python -m experiments.compare $(SCENARIOS)
 
-clean: ## remove .venv, trained artifacts and caches
-	rm -rf $(VENV) $(API_DIR)/artifacts .pytest_cache .ruff_cache benchmarks/results
+clean: ## remove .venv, .venv-bentoml, trained artifacts and caches
+	rm -rf $(VENV) $(BENTOML_VENV) $(API_DIR)/artifacts .pytest_cache .ruff_cache benchmarks/results

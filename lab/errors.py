@@ -21,3 +21,7 @@ class MissingTool(LabError):
     def __init__(self, tool: str, package: str, why: str = "") -> None:
         self.tool, self.package = tool, package
         super().__init__(f"{tool} is not installed (Debian package: {package}){why}")
+
+
+class MissingVirtualenv(LabError):
+    """An optional part of the lab whose own virtualenv has not been created; the message names the make target."""

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from lab.errors import MissingTool
+from lab.bentoml_service import bentoml_program
+from lab.errors import LabError, MissingTool, MissingVirtualenv
 from lab.processes import find_tool
+
+
+def _skip_or_fail(missing: LabError, variable: str) -> NoReturn:
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{missing}, and {variable}=1 requires it")
+    pytest.skip(f"{missing}; set {variable}=1 to make this a failure")
 
 
 def require(tool: str, package: str, variable: str) -> str:
@@ -15,9 +24,7 @@ def require(tool: str, package: str, variable: str) -> str:
     try:
         return find_tool(tool, package)
     except MissingTool as missing:
-        if os.environ.get(variable) == "1":
-            pytest.fail(f"{missing}, and {variable}=1 requires it")
-        pytest.skip(f"{missing}; set {variable}=1 to make this a failure")
+        _skip_or_fail(missing, variable)
 
 
 def promtool() -> str:
@@ -30,3 +37,11 @@ def prometheus() -> str:
 
 def redis_server() -> str:
     return require("redis-server", "redis-server", "LAB_REQUIRE_REDIS")
+
+
+def bentoml() -> Path:
+    """The BentoML service's program; else skip (naming `make bentoml-install`), or fail if LAB_REQUIRE_BENTOML=1."""
+    try:
+        return bentoml_program()
+    except MissingVirtualenv as missing:
+        _skip_or_fail(missing, "LAB_REQUIRE_BENTOML")

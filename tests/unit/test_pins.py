@@ -17,7 +17,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from lab.paths import API_DIR, LOCUST_DIR, REPO
+from lab.paths import API_DIR, BENTOML_DIR, LOCUST_DIR, REPO
 
 LOCK = REPO / "requirements.lock"
 # Each generated file and the inputs it is resolved from (the Makefile's `lock` target).
@@ -37,6 +37,10 @@ LOCKED_PLATFORM = {
     "platform_machine": "x86_64",
     "os_name": "posix",
 }
+# The BentoML service's virtualenv is resolved on its own (the Makefile's `lock`): BentoML needs these at other
+# versions than the lock's, so they are the only pins it may hold that differ from the lock's.
+BENTOML_PINS = BENTOML_DIR / "requirements.txt"
+BENTOML_OWN = {"certifi", "opentelemetry-api"}
 PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*===?\s*([^\s;#,]+)")
 
 
@@ -132,13 +136,22 @@ def test_the_environment_is_the_lock():
     assert not differ, f"installed here, not as requirements.lock pins them (run `make install`): {differ}"
 
 
-@pytest.mark.parametrize("path", PINNING_FILES, ids=relative)
+@pytest.mark.parametrize("path", [path for path in PINNING_FILES if path != BENTOML_PINS], ids=relative)
 def test_every_pin_in_the_repository_is_the_locks(path: Path):
     locked = pins(LOCK)
 
     differ = {name: version for name, version in pins(path).items() if locked.get(name) != version}
 
     assert not differ, f"pinned here, not as requirements.lock pins them (run `make lock`): {differ}"
+
+
+def test_the_bentoml_service_pins_what_it_shares_with_the_lab_as_the_lock_does_but_what_bentoml_needs_otherwise():
+    locked = pins(LOCK)
+
+    differ = {name: version for name, version in pins(BENTOML_PINS).items() if locked.get(name, version) != version}
+
+    assert "#    make lock" in BENTOML_PINS.read_text(), "services/bentoml/requirements.txt is written by `make lock`"
+    assert set(differ) == BENTOML_OWN, f"pinned otherwise than requirements.lock does (run `make lock`): {differ}"
 
 
 @pytest.mark.parametrize("path", INPUTS, ids=relative)

@@ -207,13 +207,7 @@ class Runtime:
 
     def decide(self, probability: float) -> CreditDecision:
         """Turn a default probability into a decision with the configured thresholds."""
-        if probability >= self.settings.decline_from:
-            decision = "DECLINED"
-        elif probability >= self.settings.approve_below:
-            decision = "MAYBE"
-        else:
-            decision = "APPROVED"
-        return CreditDecision(default_probability=round(probability, 4), decision=decision)
+        return CreditDecision.of(probability, self.settings.approve_below, self.settings.decline_from)
 
     def observe_stages(self, route: str, stages: Stages) -> None:
         if self.metrics is None:

@@ -50,6 +50,17 @@ class CreditDecision(BaseModel):
     default_probability: float = Field(description="estimated probability that the applicant defaults")
     decision: Literal["APPROVED", "MAYBE", "DECLINED"]
 
+    @classmethod
+    def of(cls, probability: float, approve_below: float, decline_from: float) -> CreditDecision:
+        """The answer for a default probability under these thresholds (the API's and the BentoML service's)."""
+        if probability >= decline_from:
+            decision = "DECLINED"
+        elif probability >= approve_below:
+            decision = "MAYBE"
+        else:
+            decision = "APPROVED"
+        return cls(default_probability=round(probability, 4), decision=decision)
+
 
 class House(BaseModel):
     """A house to price."""

@@ -1,0 +1,106 @@
+"""The BentoML service (services/bentoml/) on a free 127.0.0.1 port, the way `make bentoml` starts it: from its own
+virtualenv, pinned to a core if asked, ready when BentoML's /readyz says so, stopped gracefully.
+
+Its `POST /classify` takes a JSON list of the lab's applicants and answers a list of decisions (`classify_body`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from lab.errors import MissingVirtualenv, ProcessExited
+from lab.paths import BENTOML_DIR, BENTOML_VENV
+from lab.polling import wait_for
+from lab.ports import free_port
+from lab.processes import clean_env, cpu_seconds, pinned, stop
+
+READY_TIMEOUT = 90.0  # BentoML's import, its worker's start, the model's load and warm-up: 5-10 s on 2 cores
+
+
+@dataclass
+class RunningBentoml:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by BentoML's server process and its workers."""
+        return cpu_seconds(self.process.pid)
+
+    def metrics(self) -> str:
+        response = httpx2.get(f"{self.url}/metrics", timeout=10)
+        response.raise_for_status()
+        return response.text
+
+    def alive(self) -> bool:
+        """True while the server runs; ProcessExited with its log once it has exited."""
+        if self.process.poll() is not None:
+            raise ProcessExited(f"bentoml serve exited with {self.process.returncode}:\n{self.output()[-4000:]}")
+        return True
+
+
+def classify_body(applicant: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The service's POST /classify body for one of the lab's applicants (as `model_api.data` makes them): a list of
+    one, since a batchable BentoML API takes a batch from each request. The answer is a list of one decision."""
+    return [dict(applicant)]
+
+
+def bentoml_program() -> Path:
+    """The virtualenv's `bentoml`, else MissingVirtualenv naming `make bentoml-install`."""
+    program = BENTOML_VENV / "bin" / "bentoml"
+    if not program.is_file():
+        raise MissingVirtualenv(f"BentoML is not installed: {program} is missing; run `make bentoml-install`")
+    return program
+
+
+def start_bentoml(workdir: Path, model_dir: Path, cores: int | str | None = None, **arguments: int) -> RunningBentoml:
+    """Launch `bentoml serve` as `make bentoml` does (on the given CPU cores, if any), not yet ready. `arguments` are
+    the service's BentoML arguments (workers, max_batch_size, max_latency_ms); LAB_ knobs of the caller are dropped."""
+    program = bentoml_program()
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"bentoml-{port}.log"
+    command = [str(program), "serve", "service:CreditRisk", "--host", "127.0.0.1", "--port", str(port)]
+    command += [f"--arg={name}={value}" for name, value in arguments.items()]
+    process = subprocess.Popen(
+        pinned(command, cores),
+        cwd=BENTOML_DIR,
+        # No usage reports to BentoML, and its home (models, logs) in the run's folder rather than ~/bentoml.
+        env=clean_env(LAB_MODEL_DIR=str(model_dir), BENTOML_DO_NOT_TRACK="true", BENTOML_HOME=str(workdir / "home")),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return RunningBentoml(f"http://127.0.0.1:{port}", process, log)
+
+
+def wait_ready(service: RunningBentoml, timeout: float = READY_TIMEOUT) -> None:
+    """Until BentoML's /readyz answers 200: every worker has loaded and warmed up the model."""
+    wait_for(
+        lambda: service.alive() and httpx2.get(f"{service.url}/readyz", timeout=2).status_code == 200,
+        timeout,
+        "the BentoML service's /readyz",
+    )
+
+
+@contextmanager
+def running_bentoml(
+    workdir: Path, model_dir: Path, cores: int | str | None = None, **arguments: int
+) -> Iterator[RunningBentoml]:
+    """The BentoML service serving the models in `model_dir`, ready; SIGTERM (then SIGKILL) when done."""
+    service = start_bentoml(workdir, model_dir, cores, **arguments)
+    try:
+        wait_ready(service)
+        yield service
+    finally:
+        stop(service.process)
