@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from benchmarks import locust_bench
@@ -22,8 +22,9 @@ from benchmarks.harness import CLIENT_CORE, REQUEST, SERVER_CORE, Bench, check_e
 from benchmarks.instrumentation import InstrumentationResult
 from benchmarks.model_runtimes import RuntimeComparison
 from benchmarks.scrape import TARGET_SCRAPE_MS, ScrapeResult
-from benchmarks.wrk import WrkResult
+from benchmarks.wrk import Wrk, WrkResult, write_lua
 from lab.api import RunningApi
+from lab.bentoml_service import classify_body, running_bentoml
 from lab.errors import LabError
 from lab.markdown import table
 from lab.paths import BIN, REPO
@@ -36,6 +37,8 @@ CONNECTIONS = 64
 TARGET_P99_MS = 150.0  # every target holds only with P99 under this and no errors at CONNECTIONS
 LOCUST_USERS = 64
 LOCUST_SECONDS = 10
+# One BentoML worker with batches up to the lab's LAB_BATCH_MAX_SIZE (services/bentoml: its defaults, spelled out).
+BENTOML_ARGUMENTS = {"workers": 1, "max_batch_size": 64}
 LOCUST_TARGET_RATIO = 1.5  # one Locust process must send this much more than the best single-core API figure
 
 CEILING = "ceiling: bare Starlette route, same gunicorn + uvicorn worker"
@@ -129,14 +132,14 @@ def _point(bench: Bench, name: str, start: Callable[[], object], path: str = "/c
 
 
 def _bentoml_row(bench: Bench) -> Row:
+    """BentoML's service on the same model and core, with its adaptive batching; its body is a list of one
+    applicant, so its wrk script is its own."""
+    script = write_lua(bench.workdir, "bentoml-applicant", classify_body(COURSE_APPLICANT))
+    on_bentoml = replace(bench, wrk=Wrk(bench.wrk.env, {"/classify": script}))
     try:
-        from lab.bentoml import running_bentoml  # the optional extra's runner
-    except ImportError:
-        return Row(BENTOML, None, "not built in this checkout")
-    try:
-        with running_bentoml(bench.workdir, bench.options.model_dir, core=SERVER_CORE) as api:
+        with running_bentoml(bench.workdir, bench.options.model_dir, SERVER_CORE, **BENTOML_ARGUMENTS) as service:
             progress(f"serving path: {BENTOML}")
-            return Row(BENTOML, bench.measure(BENTOML, api, api.classify_path, CONNECTIONS, CLIENT_CORE))
+            return Row(BENTOML, on_bentoml.measure(BENTOML, service, "/classify", CONNECTIONS, CLIENT_CORE))
     except LabError as error:
         return Row(BENTOML, None, str(error).splitlines()[0])
 

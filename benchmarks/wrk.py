@@ -94,10 +94,10 @@ class WrkResult:
         return ", ".join(parts) or "0"
 
 
-def write_lua(directory: Path, name: str, body: Mapping[str, Any]) -> Path:
+def write_lua(directory: Path, name: str, body: Mapping[str, Any] | list[Any]) -> Path:
     """A wrk script that POSTs `body` as JSON and ends with the JSON summary hook; kept beside the results so
     the command lines can be rerun (by hand or for plain load, the summary is one more line of output)."""
-    payload = json.dumps(dict(body), separators=(",", ":"))
+    payload = json.dumps(body if isinstance(body, list) else dict(body), separators=(",", ":"))
     script = directory / f"post-{name}.lua"
     script.write_text(
         f"-- wrk -s {script.name}: POST the course's {name} payload as JSON\n"

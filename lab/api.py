@@ -21,9 +21,12 @@ from lab.processes import clean_env, cpu_seconds, pinned, stop
 
 @dataclass
 class RunningApi:
+    """A model server started as a child process: the lab's API under gunicorn, or another one (BentoML's)."""
+
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    name: str = "gunicorn"  # the server, as its exit is reported
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -41,9 +44,9 @@ class RunningApi:
         return response.text
 
     def alive(self) -> bool:
-        """True while gunicorn runs; ProcessExited with its log once it has exited."""
+        """True while the server runs; ProcessExited with its log once it has exited."""
         if self.process.poll() is not None:
-            raise ProcessExited(f"gunicorn exited with {self.process.returncode}:\n{self.output()[-4000:]}")
+            raise ProcessExited(f"{self.name} exited with {self.process.returncode}:\n{self.output()[-4000:]}")
         return True
 
 

@@ -9,44 +9,19 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
-from lab.errors import MissingVirtualenv, ProcessExited
+from lab.api import RunningApi
+from lab.errors import MissingVirtualenv
 from lab.paths import BENTOML_DIR, BENTOML_VENV
 from lab.polling import wait_for
 from lab.ports import free_port
-from lab.processes import clean_env, cpu_seconds, pinned, stop
+from lab.processes import clean_env, pinned, stop
 
 READY_TIMEOUT = 90.0  # BentoML's import, its worker's start, the model's load and warm-up: 5-10 s on 2 cores
-
-
-@dataclass
-class RunningBentoml:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by BentoML's server process and its workers."""
-        return cpu_seconds(self.process.pid)
-
-    def metrics(self) -> str:
-        response = httpx2.get(f"{self.url}/metrics", timeout=10)
-        response.raise_for_status()
-        return response.text
-
-    def alive(self) -> bool:
-        """True while the server runs; ProcessExited with its log once it has exited."""
-        if self.process.poll() is not None:
-            raise ProcessExited(f"bentoml serve exited with {self.process.returncode}:\n{self.output()[-4000:]}")
-        return True
 
 
 def classify_body(applicant: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -63,7 +38,7 @@ def bentoml_program() -> Path:
     return program
 
 
-def start_bentoml(workdir: Path, model_dir: Path, cores: int | str | None = None, **arguments: int) -> RunningBentoml:
+def start_bentoml(workdir: Path, model_dir: Path, cores: int | str | None = None, **arguments: int) -> RunningApi:
     """Launch `bentoml serve` as `make bentoml` does (on the given CPU cores, if any), not yet ready. `arguments` are
     the service's BentoML arguments (workers, max_batch_size, max_latency_ms); LAB_ knobs of the caller are dropped."""
     program = bentoml_program()
@@ -81,10 +56,10 @@ def start_bentoml(workdir: Path, model_dir: Path, cores: int | str | None = None
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    return RunningBentoml(f"http://127.0.0.1:{port}", process, log)
+    return RunningApi(f"http://127.0.0.1:{port}", process, log, name="bentoml serve")
 
 
-def wait_ready(service: RunningBentoml, timeout: float = READY_TIMEOUT) -> None:
+def wait_ready(service: RunningApi, timeout: float = READY_TIMEOUT) -> None:
     """Until BentoML's /readyz answers 200: every worker has loaded and warmed up the model."""
     wait_for(
         lambda: service.alive() and httpx2.get(f"{service.url}/readyz", timeout=2).status_code == 200,
@@ -96,7 +71,7 @@ def wait_ready(service: RunningBentoml, timeout: float = READY_TIMEOUT) -> None:
 @contextmanager
 def running_bentoml(
     workdir: Path, model_dir: Path, cores: int | str | None = None, **arguments: int
-) -> Iterator[RunningBentoml]:
+) -> Iterator[RunningApi]:
     """The BentoML service serving the models in `model_dir`, ready; SIGTERM (then SIGKILL) when done."""
     service = start_bentoml(workdir, model_dir, cores, **arguments)
     try:
