@@ -23,7 +23,8 @@ class Stage:
 
 def stages() -> list[Stage]:
     """The Dockerfile's stages in order."""
-    text = re.sub(r"\\\n", " ", "\n".join(line for line in DOCKERFILE.read_text().splitlines() if not line.startswith("#")))
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.startswith("#")]
+    text = re.sub(r"\\\n", " ", "\n".join(lines))
     found: list[Stage] = []
     for line in filter(None, (line.strip() for line in text.splitlines())):
         start = re.fullmatch(r"FROM (\S+)(?: AS (\S+))?", line, re.IGNORECASE)
@@ -65,4 +66,5 @@ def test_the_final_image_runs_the_virtualenv_as_a_non_root_user_with_a_healthche
 
     assert any("PATH=/opt/venv/bin:$PATH" in line for line in final.commands("ENV"))
     assert final.commands("USER") == ["lab"]
-    assert final.commands("HEALTHCHECK") and final.commands("CMD")
+    assert final.commands("HEALTHCHECK")
+    assert final.commands("CMD")
