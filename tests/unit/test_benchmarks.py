@@ -7,8 +7,9 @@ import json
 
 import psutil
 import pytest
+import yaml
 
-from benchmarks import api_bench, locust_bench
+from benchmarks import api_bench, locust_bench, startup
 from benchmarks.handler_styles import batching_from_matrix
 from benchmarks.harness import Options
 from benchmarks.instrumentation import summarize
@@ -18,6 +19,7 @@ from benchmarks.render import render
 from benchmarks.report import Report, collect_warnings
 from benchmarks.scrape import percentile
 from benchmarks.wrk import Wrk, WrkError, WrkResult, read_summary, result_from_summary, write_lua
+from lab.paths import REPO
 
 # What `wrk -t1 -c1 -d1s --latency -s post-x.lua` printed against a server that answers POST with 501: its text
 # report, then the line of the done() hook write_lua appends.
@@ -235,3 +237,25 @@ def test_a_missing_tool_ends_the_benchmark_with_one_line_and_exit_code_1(
     err = capsys.readouterr().err
     assert err.startswith(f"{name}: {tool} is not installed (Debian package: ")
     assert err.count("\n") == 1
+
+
+def test_the_startup_benchmark_retags_every_service_that_runs_an_image_the_lab_builds():
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+
+    tags = startup.bench_images(compose)
+
+    assert tags == {
+        "api": f"model-serving-lab/api:{startup.BENCH_TAG}",
+        "locust-master": f"model-serving-lab/locust:{startup.BENCH_TAG}",
+        "locust-worker": f"model-serving-lab/locust:{startup.BENCH_TAG}",
+    }
+
+
+def test_the_startup_benchmark_lists_each_base_image_a_fresh_machine_pulls_once():
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+
+    bases = startup.base_images(compose)
+
+    assert len(bases) == len(set(bases))
+    assert {"locustio/locust:2.47.0", "haproxy:3.2.6"} <= set(bases)
+    assert not any(base.startswith("model-serving-lab/") for base in bases)
