@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install bentoml-install bentoml lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust experiment profile flamegraphs compare clean
+.PHONY: help install bentoml-install bentoml lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust bench-startup experiment profile flamegraphs compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -119,6 +119,9 @@ bench: install $(ARTIFACTS) ## API benchmarks with wrk (see benchmarks/README.md
 
 bench-locust: install ## how many req/s one Locust process sends, against nginx (benchmarks/locust_bench.py)
 	$(BIN)/python -m benchmarks.locust_bench
+
+bench-startup: install ## the lab's own start-up: a fresh `compose up --build`, a warm one, the images' sizes (Docker)
+	$(BIN)/python -m benchmarks.startup
 
 SCENARIO ?= baseline
 SCENARIOS ?= baseline cpu-bound io-bound

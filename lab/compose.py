@@ -30,6 +30,7 @@ class ComposeLab(Lab):
     project: str = ""
     files: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
+    services: Sequence[str] = CORE_SERVICES  # what `up` starts: the core, and Grafana where its image is present
     log: list[str] = field(default_factory=list)
 
     def compose(
@@ -86,16 +87,10 @@ def build_images() -> None:
     )
 
 
-@contextmanager
-def compose_lab(
-    project: str,
-    reports: Path,
-    scenario: str | None = None,
-    grafana: bool | None = None,
-    scale: dict[str, int] | None = None,
-    **knobs: str,
-) -> Iterator[ComposeLab]:
-    """`docker compose up` of the lab (with `scenario`'s override) on free ports; `down -v` at the end.
+def compose_project(
+    project: str, reports: Path, files: Sequence[str] = ("compose.yaml",), grafana: bool | None = None, **knobs: str
+) -> ComposeLab:
+    """A compose project of the lab on free 127.0.0.1 ports, not started yet; `project` gets this process's id.
 
     Grafana joins when `grafana` is True, or when None and its image is present.
     """
@@ -113,20 +108,35 @@ def compose_lab(
         **knobs,
     }
     with_grafana = image_present(GRAFANA_IMAGE) if grafana is None else grafana
-    lab = ComposeLab(
+    return ComposeLab(
         prometheus_url=f"http://127.0.0.1:{env['PROMETHEUS_PORT']}",
         locust_url=f"http://127.0.0.1:{env['LOCUST_PORT']}",
         reports=reports,
         api_url=f"http://127.0.0.1:{env['API_PORT']}",
         grafana_url=f"http://127.0.0.1:{env['GRAFANA_PORT']}" if with_grafana else None,
         project=f"{project}-{os.getpid()}",
-        files=["compose.yaml", *([f"scenarios/{scenario_file(scenario).name}"] if scenario else [])],
+        files=list(files),
         env=env,
+        services=[*CORE_SERVICES, *(["grafana"] if with_grafana else [])],
     )
-    services = [*CORE_SERVICES, *(["grafana"] if with_grafana else [])]
+
+
+@contextmanager
+def compose_lab(
+    project: str,
+    reports: Path,
+    scenario: str | None = None,
+    grafana: bool | None = None,
+    scale: dict[str, int] | None = None,
+    **knobs: str,
+) -> Iterator[ComposeLab]:
+    """`docker compose up` of the lab (with `scenario`'s override) on free ports (compose_project); `down -v` at
+    the end."""
+    files = ["compose.yaml", *([f"scenarios/{scenario_file(scenario).name}"] if scenario else [])]
+    lab = compose_project(project, reports, files, grafana, **knobs)
     scales = [arg for name, count in (scale or {}).items() for arg in ("--scale", f"{name}={count}")]
     try:
-        lab.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300", *scales, *services, timeout=900)
+        lab.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300", *scales, *lab.services, timeout=900)
         wait_for(lambda: lab.locust_stats(), 60, "the Locust master's web UI", 0.5)
         yield lab
     except BaseException:

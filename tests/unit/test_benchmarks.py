@@ -7,8 +7,9 @@ import json
 
 import psutil
 import pytest
+import yaml
 
-from benchmarks import api_bench, locust_bench, serving_path
+from benchmarks import api_bench, locust_bench, serving_path, startup
 from benchmarks.handler_styles import batching_from_matrix
 from benchmarks.harness import REQUEST, Options, stage_breakdown
 from benchmarks.instrumentation import InstrumentationResult, summarize
@@ -19,6 +20,7 @@ from benchmarks.report import Report, collect_warnings
 from benchmarks.scrape import ScrapeResult, percentile
 from benchmarks.serving_path import Row, ServingPathResult
 from benchmarks.wrk import Wrk, WrkError, WrkResult, read_summary, result_from_summary, write_lua
+from lab.paths import REPO
 
 # What `wrk -t1 -c1 -d1s --latency -s post-x.lua` printed against a server that answers POST with 501: its text
 # report, then the line of the done() hook write_lua appends.
@@ -319,3 +321,25 @@ def test_the_metric_cost_and_the_scrape_time_join_the_targets_from_their_own_ben
     assert (metric.measured, metric.met, serving_path._target_row(metric)[1:3]) == (0.02, True, ["2.0%", "<= 3.0%"])
     scrape_time = found["/metrics P99 with 4 workers under load, ms (benchmark 3)"]
     assert (scrape_time.measured, scrape_time.met) == (60.0, False)
+
+
+def test_the_startup_benchmark_retags_every_service_that_runs_an_image_the_lab_builds():
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+
+    tags = startup.bench_images(compose)
+
+    assert tags == {
+        "api": f"model-serving-lab/api:{startup.BENCH_TAG}",
+        "locust-master": f"model-serving-lab/locust:{startup.BENCH_TAG}",
+        "locust-worker": f"model-serving-lab/locust:{startup.BENCH_TAG}",
+    }
+
+
+def test_the_startup_benchmark_lists_each_base_image_a_fresh_machine_pulls_once():
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+
+    bases = startup.base_images(compose)
+
+    assert len(bases) == len(set(bases))
+    assert {"locustio/locust:2.47.0", "haproxy:3.2.6"} <= set(bases)
+    assert not any(base.startswith("model-serving-lab/") for base in bases)

@@ -84,8 +84,8 @@ def test_images_are_pinned_to_exact_versions():
         tag = image.rsplit(":", 1)[1]
         assert tag == "local" or re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image}"
     for dockerfile in [API_DIR / "Dockerfile", REPO / "locust" / "Dockerfile"]:
-        (base,) = re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.M)
-        assert re.search(r":\d+\.\d+\.\d+", base), base
+        for base in re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.M):
+            assert re.search(r":\d+\.\d+\.\d+", base), f"{dockerfile.parent.name}: {base}"
 
 
 def test_the_api_stops_gracefully_longer_than_gunicorn_waits_for_requests():
