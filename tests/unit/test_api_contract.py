@@ -188,6 +188,38 @@ def test_no_bytes_whatever_they_are_get_a_server_error(client, raw):
     assert response.status_code in (200, 422), response.text
 
 
+# FastAPI reads a `+json` content type as JSON too; the model routes' one-step parse takes only application/json,
+# so the same body under both is the fast path against FastAPI's own, side by side.
+FASTAPI_OWN_PATH = {"content-type": "application/problem+json"}
+applicant_variants = st.fixed_dictionaries(
+    {},
+    optional={
+        **dict.fromkeys(APPLICANT, field_values | st.sampled_from(list(APPLICANT.values()))),
+        "extra": field_values,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=applicant_variants | json_values | st.just(APPLICANT), route=st.sampled_from(["/classify", "/predict"]))
+def test_the_one_step_parse_answers_every_body_exactly_as_fastapis_own_path(client, body, route):
+    raw = json.dumps(body)
+
+    fast = client.post(route, content=raw, headers={"content-type": "application/json"})
+    own = client.post(route, content=raw, headers=FASTAPI_OWN_PATH)
+
+    assert (fast.status_code, fast.json()) == (own.status_code, own.json())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=120) | st.just(json.dumps(data.COURSE_HOUSE).encode()))
+def test_the_one_step_parse_answers_any_bytes_exactly_as_fastapis_own_path(client, raw):
+    fast = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    own = client.post("/predict", content=raw, headers=FASTAPI_OWN_PATH)
+
+    assert (fast.status_code, fast.json()) == (own.status_code, own.json())
+
+
 def test_the_decision_follows_the_configured_thresholds(make_client):
     strict = make_client(approve_below=0.01, decline_from=0.02)
     lenient = make_client(approve_below=0.98, decline_from=0.99)

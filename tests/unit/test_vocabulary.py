@@ -9,7 +9,7 @@ import yaml
 
 from lab.paths import REPO
 from model_api.buckets import LATENCY_BUCKETS
-from model_api.routes import router
+from model_api.routes import models_router, router
 from model_api.vocabulary import (
     MODEL_ROUTES,
     OOM_MEMORY_SECONDS,
@@ -49,8 +49,10 @@ def test_an_oom_kill_counts_for_as_long_as_the_vocabulary_says():
 
 
 def test_the_model_routes_are_the_api_s_routes_tagged_models():
-    tagged = {route.path for route in router.routes if "models" in getattr(route, "tags", [])}
+    routes = [*models_router.routes, *router.routes]
+    tagged = {route.path for route in routes if "models" in getattr(route, "tags", [])}
     assert tagged == set(MODEL_ROUTES)
+    assert {route.path for route in models_router.routes} == set(MODEL_ROUTES)  # each parses its body in one step
 
 
 def test_a_p999_is_a_number_only_from_as_many_requests_as_the_vocabulary_says():

@@ -19,7 +19,7 @@ from model_api import __version__, errors
 from model_api.artifacts import ModelArtifactError
 from model_api.collectors import gunicorn_master_pid, gunicorn_worker_pids, this_pid, this_process
 from model_api.middleware import BodySizeLimitMiddleware, InstrumentationMiddleware, RouteLabels
-from model_api.routes import router
+from model_api.routes import models_router, router
 from model_api.runtime import Runtime
 from model_api.settings import Settings, load_settings
 
@@ -63,6 +63,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.include_router(models_router)
     app.include_router(router)
     # Our own limit rather than FastAPI's max_body_size: that one sits outside all middleware, so its 413s
     # would escape the request metrics and answer in plain text instead of the API's error format.
@@ -71,7 +72,7 @@ def create_app(
     app.add_exception_handler(HTTPException, errors.http_error)
     if runtime.metrics is not None:
         # Our router's own routes first: FastAPI wraps included routers in an object that has no path template.
-        labels = RouteLabels([*router.routes, *app.routes])
+        labels = RouteLabels([*models_router.routes, *router.routes, *app.routes])
         app.add_middleware(InstrumentationMiddleware, metrics=runtime.metrics, routes=labels)
     return app
 

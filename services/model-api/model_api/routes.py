@@ -9,16 +9,50 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
 
 from model_api.runtime import Runtime
 from model_api.schemas import CreditApplicant, CreditDecision, ErrorBody, House, HousePrice
 from model_api.workload import Stages
 
+
+class JsonBodyRoute(APIRoute):
+    """A model route whose JSON body pydantic parses and validates in one step, from the bytes.
+
+    FastAPI decodes the body with `json.loads`, then validates the Python objects: two passes, and a third of a
+    request's CPU on the unbatched ONNX path. Here a body sent as JSON goes through the model's own
+    `model_validate_json` (pydantic-core's parser) and straight to the handler; anything it refuses (malformed,
+    invalid, another content type) takes FastAPI's own path unchanged, so every error is answered exactly as
+    before, and the route, its docs and its OpenAPI schema are FastAPI's.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        checked = super().get_route_handler()
+        [body] = self.dependant.body_params
+        model: type[BaseModel] = body.field_info.annotation
+        name, endpoint = body.name, self.endpoint
+
+        async def handler(request: Request) -> Response:
+            if request.headers.get("content-type", "").startswith("application/json"):
+                try:
+                    value = model.model_validate_json(await request.body())
+                except ValidationError:
+                    pass  # FastAPI's path reads the cached body and answers the error as it always has
+                else:
+                    return await endpoint(**{name: value, "request": request})
+            return await checked(request)
+
+        return handler
+
+
 router = APIRouter()
+models_router = APIRouter(route_class=JsonBodyRoute)  # the model routes: their bodies are the hot path
 WORKER_HEADER = "X-Worker-Pid"  # which gunicorn worker answered: shows how load spreads over workers
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Body larger than the limit"},
@@ -63,7 +97,7 @@ def _answer(runtime: Runtime, route: str, stages: Stages, body: Any) -> Response
     return Response(content, media_type="application/json", headers={WORKER_HEADER: str(os.getpid())})
 
 
-@router.post("/classify", response_model=CreditDecision, responses=_ERRORS, tags=["models"])
+@models_router.post("/classify", response_model=CreditDecision, responses=_ERRORS, tags=["models"])
 async def classify(applicant: CreditApplicant, request: Request) -> Response:
     """Credit risk: the probability that this applicant defaults, and the decision it leads to."""
     runtime, stages = loaded_runtime(request), _start_stages(request)
@@ -71,7 +105,7 @@ async def classify(applicant: CreditApplicant, request: Request) -> Response:
     return _answer(runtime, "/classify", stages, runtime.decide(probability))
 
 
-@router.post("/predict", response_model=HousePrice, responses=_ERRORS, tags=["models"])
+@models_router.post("/predict", response_model=HousePrice, responses=_ERRORS, tags=["models"])
 async def predict(house: House, request: Request) -> Response:
     """House price: the estimated price of this house."""
     runtime, stages = loaded_runtime(request), _start_stages(request)
