@@ -32,9 +32,11 @@ from lab.polling import wait_for
 from lab.ports import free_port
 from lab.processes import clean_env, pinned, stop
 from model_api.data import COURSE_APPLICANT
+from model_api.vocabulary import LOAD_GENERATOR_SATURATED
 
 CONNECTIONS = 64
 TARGET_P99_MS = 150.0  # every target holds only with P99 under this and no errors at CONNECTIONS
+METRICS_REPEATS = 2  # batched scikit-learn with metrics on and off, alternating, each this many times
 LOCUST_USERS = 64
 LOCUST_SECONDS = 10
 # One BentoML worker with batches up to the lab's LAB_BATCH_MAX_SIZE (services/bentoml: its defaults, spelled out).
@@ -70,6 +72,7 @@ class Target:
     moonshot: float | None = None
     at_most: bool = False  # a cost: met when the measured figure is at most the target
     unit: str = "x"  # x: a ratio; %: a share, shown in percent; ms: a time
+    otherwise: str = ""  # what the lab does where the target is missed, when the issue names an alternative
     conditions: list[str] = field(default_factory=list)  # why a ratio that clears the bar still misses
 
     @property
@@ -88,6 +91,8 @@ class ServingPathResult:
     locust_rps: float | None = None
     locust_cpu_pct: float | None = None
     locust_missing: str = ""
+    # batched scikit-learn's runs with metrics "on" and "off", alternating: the metrics-off row is the off runs' median
+    metrics_runs: dict[str, list[float]] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
 
     def row(self, server: str) -> Row:
@@ -151,8 +156,7 @@ def run(bench: Bench, matrix: list[WrkResult], runtimes: list[RuntimeComparison]
         ceiling = Row(CEILING, bench.measure(CEILING, ceiling_api, "/classify", CONNECTIONS, CLIENT_CORE))
         locust = _locust_against(bench, ceiling_api.url)
     healthz = _point(bench, HEALTHZ, lambda: bench.api(1, STYLES["async"], core=SERVER_CORE), "/healthz")
-    no_metrics = {**STYLES["async+batching"], "LAB_METRICS": "false"}
-    unmetered = _point(bench, SKLEARN_BATCHED_NO_METRICS, lambda: bench.api(1, no_metrics, core=SERVER_CORE))
+    metered, unmetered = _metrics_on_and_off(bench)
     bentoml = _bentoml_row(bench)
 
     def from_matrix(style: str) -> WrkResult | None:
@@ -171,7 +175,26 @@ def run(bench: Bench, matrix: list[WrkResult], runtimes: list[RuntimeComparison]
         unmetered,
         bentoml,
     ]
-    return ServingPathResult(rows=rows, **locust)  # its targets are set once benchmarks 1 and 3 have run
+    # its targets are set once benchmarks 1 and 3 have run
+    return ServingPathResult(rows=rows, metrics_runs=metered, **locust)
+
+
+def _metrics_on_and_off(bench: Bench) -> tuple[dict[str, list[float]], Row]:
+    """Batched scikit-learn with metrics on and off, alternating (on, off, on, off): one point varies by 15-30%
+    from run to run here, more than metrics cost, so the off row is the median of its runs, and the on runs are
+    kept to compare with (benchmark 1 judges the metrics' cost on their CPU instead)."""
+    on_rps, off = [], []
+    for repeat in range(METRICS_REPEATS):
+        for metrics in ("true", "false"):
+            knobs = {**STYLES["async+batching"], "LAB_METRICS": metrics}
+            name = f"{SKLEARN_BATCHED} (metrics {'on' if metrics == 'true' else 'off'} #{repeat + 1})"
+            row = _point(bench, name, lambda knobs=knobs: bench.api(1, knobs, core=SERVER_CORE))
+            if row.result is not None and metrics == "true":
+                on_rps.append(row.result.rps)
+            elif row.result is not None:
+                off.append(row.result)
+    median = sorted(off, key=lambda r: r.rps)[(len(off) - 1) // 2] if off else None
+    return {"on": on_rps, "off": [r.rps for r in off]}, Row(SKLEARN_BATCHED_NO_METRICS, median)
 
 
 def _locust_against(bench: Bench, url: str) -> dict[str, object]:
@@ -219,12 +242,14 @@ def targets(
             "batched scikit-learn over BentoML's adaptive batching",
             batched / bentoml if batched and bentoml else None,
             6.0,
-            conditions=_conditions(result.row(BENTOML).result) if bentoml else ["BentoML not measured"],
+            conditions=_conditions(result.row(SKLEARN_BATCHED).result) if bentoml else ["BentoML not measured"],
         ),
         Target(
             "one Locust process over the best single-core API figure",
             result.locust_rps / api_best if result.locust_rps and api_best else None,
             LOCUST_TARGET_RATIO,
+            otherwise=f"the diagnosis names {LOAD_GENERATOR_SATURATED} when a Locust worker's CPU is the limit: "
+            "add workers (LOCUST_WORKERS)",
         ),
     ]
     if instrumentation is not None:  # the RPS a CPU-bound worker loses: the metric work's share of its CPU
@@ -298,6 +323,16 @@ def render_serving_path(
         table(["target", "measured", "target", "moonshot", ""], [_target_row(t) for t in result.targets]),
         "",
     ]
+    runs = result.metrics_runs
+    if runs.get("on") and runs.get("off"):
+        lines.append(
+            f"Batched scikit-learn with metrics on and off, alternating, {len(runs['on'])} runs each: on "
+            + ", ".join(f"{rps:,.0f}" for rps in runs["on"])
+            + " req/s; off "
+            + ", ".join(f"{rps:,.0f}" for rps in runs["off"])
+            + " req/s (the metrics-off row is the median off run). One point varies by 15-30% from run to run "
+            "here, more than the metrics cost: benchmark 1 judges that cost on the server's CPU instead.\n"
+        )
     if result.locust_rps is not None:
         lines.append(
             f"One Locust process of the lab's credit users (FastHttpUser, no wait, {LOCUST_USERS} users, pinned to "

@@ -39,7 +39,7 @@ def test_a_native_experiment_reports_the_blocked_event_loop_and_profiles_its_sle
 
 def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its_cpu_limit(tmp_path, model_dir):
     promtool()
-    plan = Plan(start_users=10, step_users=10, step_seconds=15, max_users=40, wait_max=1)  # the proof's, to 40
+    plan = Plan(start_users=20, step_users=20, step_seconds=15, max_users=40, wait_max=1)  # two steps, to 40
 
     report, summary = run_experiment(
         "cpu-bound", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir, profile=False

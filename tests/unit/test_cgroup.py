@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +151,20 @@ def generate_latest_of(collector: ContainerCollector) -> str:
     registry = CollectorRegistry()
     registry.register(collector)
     return generate_latest(registry).decode()
+
+
+@pytest.mark.parametrize("proc", ["/proc", "/nonexistent"], ids=["the master's children file", "psutil's scan"])
+def test_a_worker_finds_itself_and_its_siblings_among_its_parents_children(proc):
+    """Run in a child of this process, as a gunicorn worker is a child of the master, beside two siblings."""
+    siblings = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
+    program = "from pathlib import Path; from model_api.collectors import gunicorn_worker_pids as pids; "
+    program += f"print(pids(Path({proc!r})))"
+    try:
+        worker = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+        output, _ = worker.communicate(timeout=60)
+    finally:
+        for sibling in siblings:
+            sibling.kill()
+            sibling.wait()
+
+    assert set(ast.literal_eval(output.strip())) == {worker.pid, *(sibling.pid for sibling in siblings)}

@@ -14,7 +14,8 @@ from typing import Any
 CREDIT_ARTIFACT = "credit_risk.joblib"
 HOUSE_ARTIFACT = "house_price.joblib"
 # The same two forests converted to ONNX (LAB_MODEL_RUNTIME=onnx); the DictVectorizer in front of each stays in
-# the .joblib pipeline, so that both runtimes turn a request into the same features.
+# the .joblib pipeline, and both runtimes take their features from its vocabulary (models.Columns), so that both
+# turn a request into the same features.
 CREDIT_ONNX = "credit_risk.onnx"
 HOUSE_ONNX = "house_price.onnx"
 METADATA = "metadata.json"

@@ -10,6 +10,8 @@ Locust included, so the "container" figures are then those of the API's own proc
 from __future__ import annotations
 
 import os
+import socket
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,8 +198,13 @@ def process_tree_usage(root_pid: int) -> ProcessUsage:
     root = psutil.Process(root_pid)
     reaped = root.cpu_times()
     cpu, resident = reaped.children_user + reaped.children_system, 0
-    for process in [root, *root.children(recursive=True)]:
+    tree, index = [root_pid], 0
+    while index < len(tree):
+        tree += children(tree[index])
+        index += 1
+    for pid in tree:
         try:
+            process = psutil.Process(pid)
             with process.oneshot():
                 times = process.cpu_times()
                 rss = process.memory_info().rss
@@ -260,12 +267,23 @@ class ContainerCollector:
             return None
 
 
-def gunicorn_worker_pids() -> list[int]:
-    """The pids of this worker and its siblings: every child of the gunicorn master that forked us."""
+def children(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """The pids of a process's children, from its own list (Linux's /proc/PID/task/PID/children, one small file)
+    where the kernel keeps one: psutil finds children by reading every process's status, several milliseconds
+    a scrape. Empty when the process is gone."""
     try:
-        return [child.pid for child in psutil.Process(os.getppid()).children()]
+        return [int(child) for child in (proc / str(pid) / "task" / str(pid) / "children").read_text().split()]
+    except (OSError, ValueError):
+        pass
+    try:
+        return [child.pid for child in psutil.Process(pid).children()]
     except psutil.Error:
-        return [os.getpid()]
+        return []
+
+
+def gunicorn_worker_pids(proc: Path = Path("/proc")) -> list[int]:
+    """The pids of this worker and its siblings: every child of the gunicorn master that forked us."""
+    return children(os.getppid(), proc) or [os.getpid()]
 
 
 def this_process() -> list[int]:
@@ -301,34 +319,49 @@ class WorkerCollector:
         yield memory
 
 
-_TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
+# struct tcp_info (linux/tcp.h): eight one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked. For a listening
+# socket the kernel reports its accept queue's length as tcpi_unacked.
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)  # Linux's number, where Python does not name it
+_UNACKED_OFFSET = 8 + 4 * 4
 
 
-def _socket_inodes(fd_dir: Path) -> set[str]:
-    inodes = set()
-    for fd in fd_dir.iterdir():
+def _accept_queue(fd: int) -> int | None:
+    """The accept queue of the socket at `fd` if it is a listening TCP socket, else None."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return None  # closed since it was listed, or not a socket
+    try:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+            return None
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return None
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+        return struct.unpack_from("=I", info, _UNACKED_OFFSET)[0]
+    except OSError:
+        return None
+    finally:
+        sock.close()  # the duplicate only: the listener itself stays open
+
+
+def listen_queue(fd_dir: Path = Path("/proc/self/fd")) -> int | None:
+    """Connections waiting in the accept queue of the listening sockets this process holds (gunicorn's, which
+    every worker inherits), asked of the kernel for each of this process's sockets (TCP_INFO). None when the
+    process listens on no TCP socket (a test client).
+
+    Reading /proc/net/tcp instead costs a scrape several milliseconds under load: the kernel writes a line for
+    every socket of the network namespace."""
+    waiting, listening = 0, False
+    for entry in fd_dir.iterdir():
         try:
-            target = os.readlink(fd)
+            if not os.readlink(entry).startswith("socket:["):
+                continue
         except OSError:
             continue  # closed between listing and reading
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    return inodes
-
-
-def listen_queue(proc_net: Path = Path("/proc/self/net"), fd_dir: Path = Path("/proc/self/fd")) -> int | None:
-    """Connections waiting in the accept queue of the listening sockets this process holds (gunicorn's, which
-    every worker inherits): the kernel's `rx_queue` of a LISTEN socket in /proc/net/tcp and tcp6, read in the
-    process's own network namespace. None when the process listens on no TCP socket (a test client)."""
-    owned = _socket_inodes(fd_dir)
-    waiting, listening = 0, False
-    for table in ("tcp", "tcp6"):
-        text = _read(proc_net / table)
-        for line in (text or "").splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 9 and fields[3] == _TCP_LISTEN and fields[9] in owned:
-                listening = True
-                waiting += int(fields[4].split(":")[1], 16)
+        queue = _accept_queue(int(entry.name))
+        if queue is not None:
+            listening = True
+            waiting += queue
     return waiting if listening else None
 
 
