@@ -398,9 +398,11 @@ def chart(result: ServingPathResult, path: Path) -> Path | None:
     names, shares = zip(*measured, strict=True)
     figure, axes = plt.subplots(figsize=(9, 0.5 * len(names) + 1.2))
     bars = axes.barh(range(len(names)), shares, color=["#888888", *["#1f77b4"] * (len(names) - 1)])
-    axes.set_yticks(range(len(names)), [name.replace("the lab's API, ", "") for name in names])
+    short = [name.replace("the lab's API, ", "").split(":")[0] for name in names]  # "ceiling", "batched ONNX"...
+    axes.set_yticks(range(len(names)), short)
     axes.invert_yaxis()
-    axes.set_xlabel(f"requests per second, share of the ceiling (POST /classify, {CONNECTIONS} connections, 1 core)")
+    axes.set_xlabel("requests per second, as a share of the ceiling")
+    axes.set_title(f"POST /classify, {CONNECTIONS} connections, 1 worker on 1 core", fontsize=10)
     for bar, share in zip(bars, shares, strict=True):
         axes.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {share:.2f}", va="center", fontsize=8)
     axes.set_xlim(0, 1.1)
