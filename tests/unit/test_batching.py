@@ -72,19 +72,6 @@ async def test_a_lone_request_is_answered_after_at_most_the_wait():
     assert timing.inference_seconds > 0
 
 
-async def test_a_full_batch_runs_at_once_without_waiting_out_the_wait():
-    model = RecordingModel()
-    batcher = MicroBatcher(model, max_size=4, max_wait=60.0)  # a minute: only a full batch can end it in time
-    await batcher.start()
-    timings = [BatchTiming() for _ in range(8)]
-
-    answers = asyncio.gather(*(batcher.submit(n, timing) for n, timing in enumerate(timings)))
-
-    assert await asyncio.wait_for(answers, timeout=10) == [10 * n + 1 for n in range(8)]
-    await batcher.stop()
-    assert [timing.batch_size for timing in timings] == [4] * 8  # two full batches, neither waited the minute
-
-
 async def test_a_failing_model_call_fails_its_batch_and_the_batcher_keeps_serving():
     model = RecordingModel(fail_on=3)
     batcher = MicroBatcher(model, max_size=8, max_wait=0.0)

@@ -59,8 +59,6 @@ class MicroBatcher(Generic[Item, Result]):
         self._queue: asyncio.Queue[_Pending[Item, Result]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._filled = asyncio.Event()  # set by submit once the queue holds what the collector still wants
-        self._wanted: int | None = None  # items the collector waits for, while it waits
 
     async def start(self) -> None:
         """Start the batching loop on the running event loop."""
@@ -88,29 +86,24 @@ class MicroBatcher(Generic[Item, Result]):
         if timing is not None:
             pending.timing = timing
         self._queue.put_nowait(pending)
-        if self._wanted is not None and self._queue.qsize() >= self._wanted:
-            self._filled.set()  # the batch being collected is full: wake the collector now
         return await pending.future
 
     async def _collect(self) -> list[_Pending[Item, Result]]:
-        """The first item, then whatever arrives within `max_wait` of it, up to `max_size`: returned as soon as
-        the batch is full. The collector wakes once for the rest of the batch (when `submit` has queued it all,
-        or at the deadline), not once per item: under load every wake-up is a task and a timer on the event loop
-        that serves the requests."""
         assert self._queue is not None
         batch = [await self._queue.get()]
         deadline = time.perf_counter() + self._max_wait
-        while True:
-            while len(batch) < self._max_size and not self._queue.empty():
+        while len(batch) < self._max_size:
+            if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+                continue
             remaining = deadline - time.perf_counter()
-            if len(batch) >= self._max_size or remaining <= 0:
-                return batch
-            self._wanted = self._max_size - len(batch)
-            self._filled.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._filled.wait(), remaining)
-            self._wanted = None
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
 
     async def _run(self) -> None:
         assert self._queue is not None
