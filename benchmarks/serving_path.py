@@ -210,8 +210,12 @@ def _locust_against(bench: Bench, url: str) -> dict[str, object]:
 def _conditions(result: WrkResult | None) -> list[str]:
     if result is None:
         return ["not measured"]
-    conditions = [f"P99 {result.p99_ms:.0f} ms" for _ in [0] if result.p99_ms >= TARGET_P99_MS]
-    return conditions + ([f"{result.describe_errors()} errors"] if result.errors else [])
+    conditions = []
+    if result.p99_ms >= TARGET_P99_MS:
+        conditions.append(f"P99 {result.p99_ms:.0f} ms")
+    if result.errors:
+        conditions.append(f"{result.describe_errors()} errors")
+    return conditions
 
 
 def targets(
@@ -222,7 +226,10 @@ def targets(
     """The issue's targets, each a ratio of this run's figures (the metrics' cost from benchmark 1, the scrape's
     time from benchmark 3)."""
     batched, bentoml = result.rps(SKLEARN_BATCHED), result.rps(BENTOML)
-    api_best = max((r.result.rps for r in result.rows[2:] if r.result and r.server != BENTOML), default=None)
+    not_the_api_serving = (CEILING, HEALTHZ, BENTOML)  # the best figure of the lab's API serving the model
+    api_best = max(
+        (r.result.rps for r in result.rows if r.result and r.server not in not_the_api_serving), default=None
+    )
     found = [
         Target(
             "batched scikit-learn, share of the ceiling",
