@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install bentoml-install bentoml lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust bench-startup experiment profile flamegraphs compare clean
+.PHONY: help install bentoml-install bentoml lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust bench-startup experiment tune capacity capacity-check profile flamegraphs compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -129,6 +129,20 @@ EXPERIMENT_ARGS ?=
 # A native run serves the models from $(MODEL_DIR), so it trains them first if needed; Docker trains its own.
 experiment: install $(if $(findstring --native,$(EXPERIMENT_ARGS)),$(ARTIFACTS)) ## run SCENARIO under the breaking-point load; report in reports/experiments/SCENARIO (EXPERIMENT_ARGS=--native: no Docker)
 	$(BIN)/python -m experiments.run $(SCENARIO) $(EXPERIMENT_ARGS)
+
+TUNE_BUDGET ?= 20m
+TUNE_ARGS ?=
+# Like an experiment, a native tune serves the models from $(MODEL_DIR); the compose one builds its image.
+tune: install $(if $(findstring --native,$(TUNE_ARGS)),$(ARTIFACTS)) ## sweep the API's configuration under the SLO for SCENARIO within TUNE_BUDGET (20m); reports/tune/ with tuned.yaml (TUNE_ARGS=--native)
+	$(BIN)/python -m experiments.tune --scenario $(SCENARIO) --budget $(TUNE_BUDGET) --model-dir $(MODEL_DIR) $(TUNE_ARGS)
+
+RPS ?=
+capacity: install ## RPS=500: how many replicas of the tuned configuration hold that load, by a queueing model (after make tune)
+	@test -n "$(RPS)" || { echo "make capacity needs the load to plan for: make capacity RPS=500" >&2; exit 2; }
+	$(BIN)/python -m experiments.capacity --rps $(RPS)
+
+capacity-check: install ## the capacity model against real runs of 1 and 2 API replicas (Docker, 6-8 min; not in CI)
+	$(BIN)/python -m experiments.capacity_check --scenario $(SCENARIO)
 
 PROFILE_ARGS ?=
 profile: install ## flame graph of the running lab's API under your load: reports/profiles/ (PROFILE_ARGS=--native, --target locust)

@@ -34,6 +34,7 @@ from lab.native import native_lab
 from lab.paths import MODEL_DIR, REPO, SCENARIOS_DIR
 from lab.polling import wait_for
 from lab.profiling import Profile, record, target_in
+from lab.scenarios import api_override, locust_environment
 from lab.stack import Lab
 from model_api.vocabulary import BREAKING_POINT, DIAGNOSIS_LAG_SECONDS, LOAD_GENERATOR_SATURATED, SLO_MS
 
@@ -178,12 +179,35 @@ def breaking_point_summary(lab: Lab) -> dict[str, Any] | None:
 
 
 @contextmanager
-def lab_for(scenario: str, native: bool, workdir: Path, model_dir: Path) -> Iterator[Lab]:
+def lab_for(
+    scenario: str | None,
+    native: bool,
+    workdir: Path,
+    model_dir: Path,
+    api_environment: dict[str, str] | None = None,
+    replicas: int = 1,
+) -> Iterator[Lab]:
+    """The lab with `scenario`'s override, the API's environment then set by `api_environment` (WEB_CONCURRENCY
+    for its workers), and `replicas` API replicas (compose only)."""
+    environment = dict(api_environment or {})
     if native:
-        with native_lab(workdir, scenario, locust_workers=LOCUST_WORKERS, model_dir=model_dir) as lab:
+        if replicas != 1:
+            raise LabError("a native lab runs one API replica; replicas need the compose lab")
+        workers = environment.pop("WEB_CONCURRENCY", None)
+        with native_lab(
+            workdir, scenario, locust_workers=LOCUST_WORKERS, model_dir=model_dir, api_env=environment,
+            locust_env=locust_environment(scenario), workers=int(workers) if workers else None,
+        ) as lab:  # fmt: skip
             yield lab
     else:
-        with compose_lab(f"lab-exp-{scenario}", workdir / "locust", scenario=scenario) as lab:
+        overrides = []
+        if environment:
+            overrides.append(workdir / "api-override.yaml")
+            overrides[0].write_text(api_override(environment, "the configuration this run measures"))
+        with compose_lab(
+            f"lab-exp-{scenario or 'default'}", workdir / "locust", scenario=scenario, overrides=overrides,
+            scale={"api": replicas} if replicas != 1 else None,
+        ) as lab:  # fmt: skip
             yield lab
 
 

@@ -128,11 +128,15 @@ def compose_lab(
     scenario: str | None = None,
     grafana: bool | None = None,
     scale: dict[str, int] | None = None,
+    overrides: Sequence[Path] = (),
     **knobs: str,
 ) -> Iterator[ComposeLab]:
-    """`docker compose up` of the lab (with `scenario`'s override) on free ports (compose_project); `down -v` at
-    the end."""
-    files = ["compose.yaml", *([f"scenarios/{scenario_file(scenario).name}"] if scenario else [])]
+    """`docker compose up` of the lab (with `scenario`'s override, then `overrides`) on free ports
+    (compose_project); `down -v` at the end."""
+    files = [
+        "compose.yaml", *([f"scenarios/{scenario_file(scenario).name}"] if scenario else []),
+        *(str(path.resolve()) for path in overrides),
+    ]  # fmt: skip
     lab = compose_project(project, reports, files, grafana, **knobs)
     scales = [arg for name, count in (scale or {}).items() for arg in ("--scale", f"{name}={count}")]
     try:

@@ -69,6 +69,25 @@ def api_service(scenario: str | None = None) -> ApiService:
     return ApiService(resolved, workers, number(float, interpolate(str(cpus or 1), variables), f"cpus ({cpus})"))
 
 
+def locust_environment(scenario: str | None = None) -> dict[str, str]:
+    """What `scenario`'s override sets in the Locust workers' environment (the catalog a cache needs, say),
+    read as compose reads it; a native run starts its Locust workers with it."""
+    if not scenario:
+        return {}
+    variables = {**{k: v or "" for k, v in dotenv_values(REPO / ".env").items()}, **os.environ}
+    services = yaml.safe_load(scenario_file(scenario).read_text())["services"]
+    environment = (services.get("locust-worker") or {}).get("environment") or {}
+    return {key: interpolate(str(value), variables) for key, value in environment.items()}
+
+
+def api_override(environment: dict[str, str], comment: str = "") -> str:
+    """A compose override that sets the API's environment (WEB_CONCURRENCY for its workers), after any
+    scenario's: what `make tune` writes, and how a measurement runs one configuration in compose."""
+    header = "".join(f"# {line}\n".replace("# \n", "#\n") for line in comment.splitlines())
+    body = yaml.safe_dump({"services": {"api": {"environment": dict(environment)}}}, sort_keys=False)
+    return header + body
+
+
 def number(kind: type[int] | type[float], text: str, what: str) -> Any:
     """`text` as a number, else a LabError naming the setting and where its value comes from."""
     try:
