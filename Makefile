@@ -132,9 +132,11 @@ experiment: install $(if $(findstring --native,$(EXPERIMENT_ARGS)),$(ARTIFACTS))
 
 TUNE_BUDGET ?= 20m
 TUNE_ARGS ?=
+# tune and capacity-check start from compose.yaml and .env (API_CPUS, API_MEMORY), or from SCENARIO when you set it
+SCENARIO_OPTION = $(if $(filter command line environment,$(origin SCENARIO)),--scenario $(SCENARIO))
 # Like an experiment, a native tune serves the models from $(MODEL_DIR); the compose one builds its image.
-tune: install $(if $(findstring --native,$(TUNE_ARGS)),$(ARTIFACTS)) ## sweep the API's configuration under the SLO for SCENARIO within TUNE_BUDGET (20m); reports/tune/ with tuned.yaml (TUNE_ARGS=--native)
-	$(BIN)/python -m experiments.tune --scenario $(SCENARIO) --budget $(TUNE_BUDGET) --model-dir $(MODEL_DIR) $(TUNE_ARGS)
+tune: install $(if $(findstring --native,$(TUNE_ARGS)),$(ARTIFACTS)) ## sweep the API's configuration under the SLO within TUNE_BUDGET (20m), from .env or SCENARIO; reports/tune/ with tuned.yaml (TUNE_ARGS=--native)
+	$(BIN)/python -m experiments.tune $(SCENARIO_OPTION) --budget $(TUNE_BUDGET) --model-dir $(MODEL_DIR) $(TUNE_ARGS)
 
 RPS ?=
 capacity: install ## RPS=500: how many replicas of the tuned configuration hold that load, by a queueing model (after make tune)
@@ -142,7 +144,7 @@ capacity: install ## RPS=500: how many replicas of the tuned configuration hold 
 	$(BIN)/python -m experiments.capacity --rps $(RPS)
 
 capacity-check: install ## the capacity model against real runs of 1 and 2 API replicas (Docker, 6-8 min; not in CI)
-	$(BIN)/python -m experiments.capacity_check --scenario $(SCENARIO)
+	$(BIN)/python -m experiments.capacity_check $(SCENARIO_OPTION)
 
 PROFILE_ARGS ?=
 profile: install ## flame graph of the running lab's API under your load: reports/profiles/ (PROFILE_ARGS=--native, --target locust)

@@ -22,12 +22,11 @@ from typing import Any
 import httpx2
 
 from experiments.capacity import held_rps, predict
-from experiments.tune import Config, Point, measure, say
+from experiments.tune import Config, Point, measure, measurement_options, say
 from lab.errors import LabError
 from lab.markdown import table
 from lab.paths import REPO
 from lab.scenarios import api_service, scenario_file
-from model_api.vocabulary import SLO_MS
 
 DEFAULT_OUT = REPO / "reports" / "capacity"
 DEFAULT_TUNE = REPO / "reports" / "tune" / "tune.json"
@@ -137,11 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenario", default=None, help="the workload (scenarios/<name>.yaml)")
+    measurement_options(parser, DEFAULT_OUT)
     parser.add_argument("--tune", type=Path, default=DEFAULT_TUNE, help="the tune report whose choice to check")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the report goes (%(default)s)")
-    parser.add_argument("--slo-ms", type=float, default=SLO_MS, help="a step breaks when P99 exceeds it")
-    parser.add_argument("--step-seconds", type=float, default=10.0, help="seconds the finder holds each step")
     args = parser.parse_args(argv)
     try:
         if args.scenario:

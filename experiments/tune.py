@@ -7,9 +7,9 @@
 
 Each point (one configuration) is measured as an experiment is: the lab up with that configuration, then the
 breaking-point finder (users in steps until P99 passes the SLO or 1% fail), whose last step that held is the
-point's figure. Two short probes come first: one user alone (the service time) and many users without pause
-(the saturation rate); they place the finder's steps around the point's capacity and fit the capacity model
-(experiments/capacity.py).
+point's figure. Two short probes come first: many users without pause (the saturation rate), then, once the
+API has answered what they left queued, one user alone (the service time); they place the finder's steps
+around the point's capacity and fit the capacity model (experiments/capacity.py).
 
 The search does not run the whole grid. It starts from the scenario's configuration and turns one knob at a
 time, in the order of what each usually buys (runtime, batching, workers, handler, threads, batch size and wait,
@@ -49,7 +49,7 @@ from lab.polling import wait_for
 from lab.redis import running_redis
 from lab.scenarios import api_override, api_service, scenario_file
 from lab.stack import Lab
-from model_api.vocabulary import BREAKING_POINT, LOAD_GENERATOR_SATURATED, SLO_MS
+from model_api.vocabulary import BREAKING_POINT, LOAD_GENERATOR_SATURATED, MODEL_ROUTES_REGEX, SLO_MS
 
 DEFAULT_OUT = REPO / "reports" / "tune"
 DEFAULT_BUDGET = "20m"
@@ -247,6 +247,20 @@ def probe(lab: Lab, users: int, seconds: float, slo_ms: float) -> tuple[float, d
     return (row["num_requests"] - first) / (until - since), row
 
 
+IN_FLIGHT = f'lab_http_requests_in_flight{{route=~"{MODEL_ROUTES_REGEX}"}}'
+
+
+def drain(lab: Lab, since: float) -> None:
+    """Until the API has answered every request the saturation probe left queued (Locust stops its users, not
+    the requests they sent): seconds of backlog would break the next step the finder takes."""
+
+    def drained() -> bool:
+        scraped = lab.value(f"min(timestamp({IN_FLIGHT}))")
+        return scraped is not None and scraped > since and lab.value(f"sum({IN_FLIGHT})") == 0
+
+    wait_for(drained, 180, "the API to answer the requests the probe left queued", 1)
+
+
 def service_quantiles(row: dict[str, Any]) -> list[list[float]]:
     """(probability, ms) of a Locust row's latency: its minimum, median, P95, P99 and maximum, non-decreasing."""
     points = [
@@ -305,8 +319,9 @@ def measure(
         environment = {**config.environment(), **stack.enter_context(redis_for(config, native, workdir))}
         lab = stack.enter_context(lab_for(scenario, native, workdir, model_dir, environment, replicas))
         wait_for_lab(lab, label)
-        _, alone = probe(lab, 1, PROBE_SECONDS, slo_ms)
         saturation, _ = probe(lab, PROBE_USERS, PROBE_SECONDS, slo_ms)
+        drain(lab, time.time())
+        _, alone = probe(lab, 1, PROBE_SECONDS, slo_ms)
         service_ms = float(alone["avg_response_time"])
         say(f"  one user alone: {service_ms:.1f} ms a request; {PROBE_USERS} users without pause: "
             f"{saturation:.0f} req/s")  # fmt: skip
@@ -525,6 +540,7 @@ def chart_pareto(points: list[Point], chosen: Point, path: Path) -> None:
                           textcoords="offset points")  # fmt: skip
         axis.set_xlabel(unit)
         axis.grid(alpha=0.3)
+    axes[1].set_xscale("log")  # scikit-learn unbatched costs some forty times ONNX batched
     axes[0].set_ylabel("held within the SLO (req/s)")
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
@@ -654,18 +670,23 @@ def tune(
     return result
 
 
+def measurement_options(parser: argparse.ArgumentParser, out: Path) -> None:
+    """What every command that measures points takes: the workload, where the report goes, the SLO, the steps."""
+    parser.add_argument("--scenario", default=None, help="the workload (scenarios/<name>.yaml); else .env's")
+    parser.add_argument("--out", type=Path, default=out, help="where the report goes (%(default)s)")
+    parser.add_argument("--slo-ms", type=float, default=SLO_MS, help="a step breaks when P99 exceeds it")
+    parser.add_argument("--step-seconds", type=float, default=10.0, help="seconds the finder holds each step")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenario", default=None, help="the workload to tune for (scenarios/<name>.yaml)")
+    measurement_options(parser, DEFAULT_OUT)
     parser.add_argument(
         "--budget", default=DEFAULT_BUDGET, help="stop measuring after this long: 20m, 90s, 1h (%(default)s)"
     )
     parser.add_argument("--native", action="store_true", help="processes on 127.0.0.1 instead of Docker")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the report goes (%(default)s)")
-    parser.add_argument("--slo-ms", type=float, default=SLO_MS, help="a step breaks when P99 exceeds it")
-    parser.add_argument("--step-seconds", type=float, default=10.0, help="seconds the finder holds each step")
     parser.add_argument("--fresh", action="store_true", help="forget the points an earlier run measured")
     parser.add_argument(
         "--model-dir", type=Path, default=MODEL_DIR, help="the trained models a native run serves (%(default)s)"

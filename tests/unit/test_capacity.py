@@ -110,3 +110,14 @@ def test_make_capacity_reads_the_chosen_configuration_of_a_tune_report(tmp_path,
     assert load_replica(path) == (replica(), "2 workers")
     assert main(["--rps", "100", "--tune", str(path)]) == 0
     assert "of 2 workers hold 100 req/s" in capsys.readouterr().out
+
+
+def test_a_replica_that_would_need_more_cpu_than_its_limit_does_not_hold_the_load_however_short_its_queue():
+    """The CPU a request costs is measured apart from the service rate: where they disagree, the stricter wins."""
+    hungry = Replica(0.01, CONSTANT_20MS, 100, cpu_per_request=0.02, cpus=1, slo_seconds=1.0)
+    at_60 = predict(hungry, 1, 60)
+    assert at_60.p99_seconds is not None
+    assert at_60.p99_seconds < 1.0
+    assert at_60.cpu_per_replica == pytest.approx(1.2)
+    assert not at_60.within(1.0)
+    assert replicas_for(hungry, 60) == 2

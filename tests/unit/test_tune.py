@@ -99,7 +99,7 @@ def test_a_points_file_from_another_tune_is_not_reused(tmp_path, capsys):
 def test_the_report_the_chart_and_an_override_that_sets_the_chosen_configuration(tmp_path):
     result = tune.tune(
         None, tmp_path, 3600, native=True,
-        measure_point=lambda config, *args: point(config, held_by(config), memory_mib=150 * config.workers),
+        measure_point=lambda config, *args, **kwargs: point(config, held_by(config), memory_mib=150 * config.workers),
     )  # fmt: skip
     assert result["chosen"]["label"] == "2 workers, sync x40, onnx, batch 64/2ms"
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
