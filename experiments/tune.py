@@ -168,7 +168,7 @@ class Knob:
 KNOBS: list[Knob] = [
     Knob("runtime", lambda c, cpus: ["sklearn", "onnx"], ordered=False),
     Knob("batching", lambda c, cpus: [False, True], ordered=False),
-    Knob("workers", lambda c, cpus: list(range(1, max(2, math.ceil(cpus) + 1) + 1)), ordered=True),
+    Knob("workers", lambda c, cpus: sorted({*range(1, max(2, math.ceil(cpus) + 1) + 1), c.workers}), ordered=True),
     Knob("handler", lambda c, cpus: ["sync", "async"], ordered=False),
     Knob("threads", lambda c, cpus: [int(v) for v in doubling(c.threads, 4, 160)], ordered=True,
          applies=lambda c: c.handler == "sync"),
@@ -429,8 +429,9 @@ class Tuner:
         if self.estimate() > left or left <= 0:
             raise BudgetSpent
         measured = len([k for k in self.order if k in self.points])
-        say(f"point {measured + 1} ({why}): {config.label()}; "
-            f"{left / 60:.0f} min of the budget left, about {self.estimate() / 60:.1f} min a point")  # fmt: skip
+        pace = self.estimate()
+        room = f"about {pace / 60:.1f} min a point, room for {int(left // pace)}" if pace else "the first sets the pace"
+        say(f"point {measured + 1} ({why}): {config.label()}; {left / 60:.0f} min of the budget left, {room}")
         began = time.monotonic()
         point = self.measure(config)
         self.spent += time.monotonic() - began

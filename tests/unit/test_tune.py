@@ -134,3 +134,11 @@ def test_an_ordered_knob_doubles_and_halves_around_where_it_stands():
 def test_knobs_a_configuration_does_not_use_do_not_make_it_another_point():
     assert Config(batch_max_size=16).key() == Config().key()
     assert Config(batching=True, batch_max_size=16).key() != Config(batching=True).key()
+
+
+def test_a_scenario_that_starts_beyond_a_knobs_range_is_walked_down_to_the_fewest_workers_that_hold_as_much(
+    tmp_path,
+):
+    search = tuner(tmp_path)
+    search.base = Config(workers=5)  # the stand-in machine: 2 workers or more hold 1.5x, each costs memory
+    assert search.run().config.workers == 2
