@@ -34,7 +34,7 @@ def panels() -> list[Builder[model.Panel]]:
                     "throttled seconds per second {{instance}}",
                 ),
             ],
-            "suffix: cores",
+            "suffix:cores",
         ),
         timeseries_panel(
             "API workers",

@@ -23,7 +23,7 @@ from tests.support.tools import promtool
 
 PROVISIONING = GRAFANA_DIR / "provisioning"
 RULES_DIR = GRAFANA_DIR.parent / "prometheus" / "rules"
-UNITS = {"reqps", "s", "percentunit", "percent", "bytes", "short", "none", "suffix: cores"}
+UNITS = {"reqps", "s", "percentunit", "percent", "bytes", "short", "none", "suffix:cores"}
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +197,43 @@ def test_anonymous_users_are_viewers_and_nobody_signs_up():
     assert settings["auth.anonymous"]["org_role"] == "Viewer"
     assert not settings.getboolean("users", "allow_sign_up")
     assert "admin_password" not in settings["security"], "the password comes from the environment (start.sh)"
+
+
+def test_no_custom_unit_starts_with_a_space_that_grafana_would_double():
+    """Grafana prints a `suffix:` unit's text after a space of its own: "suffix: cores" renders "1.5  cores"."""
+    for panel in panels(json.loads(DASHBOARD_FILE.read_text())):
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
+        assert not re.match(r"(suffix|prefix):\s", unit), (panel["title"], unit)
+
+
+def test_grafana_installs_no_plugins_from_the_internet_at_start():
+    settings = configparser.ConfigParser()
+    settings.read(GRAFANA_DIR / "grafana.ini")
+
+    assert settings.getboolean("plugins", "preinstall_disabled")
+
+
+def test_compose_mounts_each_provisioning_folder_and_leaves_the_images_own_in_place():
+    """A mount over /etc/grafana/provisioning would hide the image's plugins/ and alerting/ folders (an ERROR line
+    each at every start); each of the lab's folders is mounted on its own instead."""
+    compose = yaml.safe_load((GRAFANA_DIR.parent / "compose.yaml").read_text())
+    targets = {volume.split(":")[1]: volume.split(":")[0] for volume in compose["services"]["grafana"]["volumes"]}
+
+    assert "/etc/grafana/provisioning" not in targets
+    for folder in sorted(path for path in PROVISIONING.iterdir() if path.is_dir()):
+        assert targets.get(f"/etc/grafana/provisioning/{folder.name}") == f"./grafana/provisioning/{folder.name}"
+
+
+def test_every_shell_script_checks_out_with_lf_line_endings_on_any_machine():
+    """start.sh is Grafana's entrypoint: with CRLF (a Windows checkout's default) /bin/sh refuses it."""
+    repo = GRAFANA_DIR.parent
+    scripts = subprocess.run(["git", "ls-files", "*.sh"], cwd=repo, capture_output=True, text=True, check=True)
+    names = scripts.stdout.split()
+    assert "grafana/start.sh" in names
+    attributes = subprocess.run(["git", "check-attr", "eol", "--", *names], cwd=repo, capture_output=True,
+                                text=True, check=True).stdout.splitlines()  # fmt: skip
+    assert attributes == [f"{name}: eol: lf" for name in names]
+    assert all(b"\r\n" not in (repo / name).read_bytes() for name in names)
 
 
 # --- start.sh: the admin password --------------------------------------------------------------------------
