@@ -143,7 +143,7 @@ capacity: install ## RPS=500: how many replicas of the tuned configuration hold 
 	@test -n "$(RPS)" || { echo "make capacity needs the load to plan for: make capacity RPS=500" >&2; exit 2; }
 	$(BIN)/python -m experiments.capacity --rps $(RPS)
 
-capacity-check: install ## the capacity model against real runs of 1 and 2 API replicas (Docker, 6-8 min; not in CI)
+capacity-check: install ## the capacity model against real runs of 1 and 2 API replicas (Docker, about 5 min; not in CI)
 	$(BIN)/python -m experiments.capacity_check $(SCENARIO_OPTION)
 
 PROFILE_ARGS ?=

@@ -5,9 +5,9 @@ prediction for two replicas set against a real run of two (`docker compose --sca
     API_CPUS=0.5 make capacity-check            # smaller replicas, so that two leave a core for the load
     python -m experiments.capacity_check --help
 
-Each run is one of `make tune`'s points: the probes (one user alone, many without pause) and the breaking-point
-finder. Writes reports/capacity/: check.md, check.json and check.png. Not in CI: two compose runs take 6 to 8
-minutes; docs/tuning.md has the result of a real one.
+Each run is one of `make tune`'s points: the probes (many users without pause, then one user alone) and the
+breaking-point finder. Writes reports/capacity/: check.md, check.json and check.png. Not in CI: two compose runs
+take about 5 minutes; docs/tuning.md has the result of a real one.
 """
 
 from __future__ import annotations
