@@ -338,7 +338,7 @@ def measure(
             summary = breaking_point_summary(lab)
         report = build_report(scenario or "default", "native" if native else "compose",
                               collect(lab, started - 5, ended + 5), summary)  # fmt: skip
-    held = (summary or {}).get("last_held") or {}
+    held = report.held() or {}
     peaks = report.peaks
     cpus = peaks.get("cpu_limit") or api_service(scenario).cpus  # each replica's
     # the busiest replica's share of its limit, for every replica: the balancer shares the load evenly
@@ -346,10 +346,7 @@ def measure(
     served = peaks.get("rps_server") or saturation
     # Many users without pause can serve less than the finder's steps did (forty threads fighting over one GIL
     # waste some of it): the model wants the most the replica completed.
-    steps = (summary or {}).get("steps", []) + (
-        [summary["breaking_step"]] if (summary or {}).get("breaking_step") else []
-    )
-    saturation = max([saturation, *(float(step["rps"]) for step in steps)])
+    saturation = max([saturation, *(float(step["rps"]) for step in report.measured_steps())])
     return Point(
         config=config, held_rps=float(held.get("rps") or 0), held_p99_ms=held.get("p99_ms"),
         result=(summary or {}).get("result", "no summary from the finder"), saturation_rps=saturation,
@@ -425,11 +422,10 @@ class Tuner:
             self.order.append(key)
         if key in self.points:
             return self.points[key]
-        left = self.budget_seconds - self.spent
-        if self.estimate() > left or left <= 0:
+        left, pace = self.budget_seconds - self.spent, self.estimate()
+        if pace > left or left <= 0:
             raise BudgetSpent
         measured = len([k for k in self.order if k in self.points])
-        pace = self.estimate()
         room = f"about {pace / 60:.1f} min a point, room for {int(left // pace)}" if pace else "the first sets the pace"
         say(f"point {measured + 1} ({why}): {config.label()}; {left / 60:.0f} min of the budget left, {room}")
         began = time.monotonic()
