@@ -22,7 +22,7 @@ from typing import Any
 import httpx2
 
 from experiments.capacity import held_rps, predict
-from experiments.tune import Config, Point, measure, measurement_options, say
+from experiments.points import Config, Point, measure, measurement_options, say
 from lab.errors import LabError
 from lab.markdown import table
 from lab.paths import REPO

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from experiments import tune
-from experiments.tune import Config, Point, Tuner, better_of, doubling, pareto, parse_budget
+from experiments.points import Config, Point
+from experiments.tune import Tuner, better_of, doubling, pareto, parse_budget
 from lab.errors import LabError
 
 MIB = 2**20
