@@ -22,11 +22,11 @@ from typing import Any
 import httpx2
 
 from experiments.capacity import held_rps, predict
-from experiments.points import Config, Point, measure, measurement_options, say
+from experiments.points import Config, Point, check_measurement_options, measure, measurement_options, say
 from lab.errors import LabError
 from lab.markdown import table
 from lab.paths import REPO
-from lab.scenarios import api_service, scenario_file
+from lab.scenarios import api_service
 
 DEFAULT_OUT = REPO / "reports" / "capacity"
 DEFAULT_TUNE = REPO / "reports" / "tune" / "tune.json"
@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", type=Path, default=DEFAULT_TUNE, help="the tune report whose choice to check")
     args = parser.parse_args(argv)
     try:
-        if args.scenario:
-            scenario_file(args.scenario)
+        check_measurement_options(args)
         check(args.scenario or None, args.out, args.tune, args.slo_ms, args.step_seconds)
     except (LabError, httpx2.HTTPError) as error:
         print(f"capacity-check: {error}", file=sys.stderr)

@@ -24,10 +24,11 @@ from experiments.capacity import Replica
 from experiments.collect import collect
 from experiments.report import build_report
 from experiments.run import Plan, breaking_point_summary, lab_for, run_load, wait_for_lab
+from lab.errors import LabError
 from lab.paths import MODEL_DIR
 from lab.polling import wait_for
 from lab.redis import running_redis
-from lab.scenarios import api_service
+from lab.scenarios import api_service, scenario_file
 from lab.stack import Lab
 from model_api.vocabulary import BREAKING_POINT, LOAD_GENERATOR_SATURATED, MODEL_ROUTES_REGEX, SLO_MS
 
@@ -292,3 +293,12 @@ def measurement_options(parser: argparse.ArgumentParser, out: Path) -> None:
     parser.add_argument("--out", type=Path, default=out, help="where the report goes (%(default)s)")
     parser.add_argument("--slo-ms", type=float, default=SLO_MS, help="a step breaks when P99 exceeds it")
     parser.add_argument("--step-seconds", type=float, default=10.0, help="seconds the finder holds each step")
+
+
+def check_measurement_options(args: argparse.Namespace) -> None:
+    """LabError naming what is wrong with those options: a scenario that does not exist, an SLO or a step that is
+    not positive."""
+    if args.slo_ms <= 0 or args.step_seconds <= 0:
+        raise LabError("--slo-ms and --step-seconds must be positive")
+    if args.scenario:
+        scenario_file(args.scenario)

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx2
 
-from experiments.points import Config, Point, measure, measurement_options, say
+from experiments.points import Config, Point, check_measurement_options, measure, measurement_options, say
 from lab.errors import LabError
 from lab.markdown import table
 from lab.paths import MODEL_DIR, REPO
@@ -422,10 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         budget = parse_budget(args.budget)
-        if args.slo_ms <= 0 or args.step_seconds <= 0:
-            raise LabError("--slo-ms and --step-seconds must be positive")
-        if args.scenario:
-            scenario_file(args.scenario)
+        check_measurement_options(args)
         tune(args.scenario or None, args.out, budget, args.native, args.slo_ms, args.step_seconds, args.fresh,
              args.model_dir)  # fmt: skip
     except (LabError, httpx2.HTTPError) as error:

@@ -121,3 +121,12 @@ def test_a_replica_that_would_need_more_cpu_than_its_limit_does_not_hold_the_loa
     assert at_60.cpu_per_replica == pytest.approx(1.2)
     assert not at_60.within(1.0)
     assert replicas_for(hungry, 60) == 2
+
+
+def test_make_capacity_check_refuses_a_slo_that_is_not_positive_and_an_unknown_scenario(capsys):
+    from experiments import capacity_check
+
+    assert capacity_check.main(["--slo-ms", "-1"]) == 1
+    assert "--slo-ms and --step-seconds must be positive" in capsys.readouterr().err
+    assert capacity_check.main(["--scenario", "nope"]) == 1
+    assert "no scenario 'nope'" in capsys.readouterr().err
