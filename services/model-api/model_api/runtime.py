@@ -111,8 +111,11 @@ class Runtime:
         anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.threadpool_size
         with self._phase("fetch"):
             # A large model comes from a model store at start; here, a wait of that length (asyncio's, so that
-            # a worker without the readiness gate answers meanwhile).
-            await asyncio.sleep(self.settings.model_fetch_ms / 1000.0)
+            # a worker without the readiness gate answers meanwhile). uvloop's timers count whole milliseconds
+            # from the loop's cached clock and can wake a millisecond early: sleep until the fetch has truly lasted.
+            fetched_at = time.perf_counter() + self.settings.model_fetch_ms / 1000.0
+            while (remaining := fetched_at - time.perf_counter()) > 0:
+                await asyncio.sleep(remaining)
         with self._phase("load"):
             self.models = await anyio.to_thread.run_sync(
                 load_models, self.settings.model_dir, self.settings.model_runtime
