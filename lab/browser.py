@@ -1,0 +1,137 @@
+"""The lab's three screens in a real browser: Locust's web UI, Prometheus' pages and Grafana's dashboard, driven
+by Playwright through Debian's chromium (launched by path: Playwright's own browser download needs the internet).
+The browser tier and `make screenshots` both look at the lab through these."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from lab.processes import find_tool
+
+VIEWPORT = {"width": 1400, "height": 1000}
+TIMEOUT_MS = 30_000  # any one step in a page: a click, a field, a table row
+
+
+def chromium() -> str:
+    """Debian's chromium, else MissingTool naming its package."""
+    return find_tool("chromium", "chromium")
+
+
+@contextmanager
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium())
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def new_page(browser: Browser, url: str) -> Page:
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return page
+
+
+def camel(name: str) -> str:
+    """A Locust option's name as its start form names the field: slo_ms -> sloMs."""
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+class LocustScreen:
+    """Locust's web UI as a learner uses it: the start form, the header, the tabs, Start and Stop."""
+
+    def __init__(self, page: Page):
+        self.page = page
+
+    def header(self) -> dict[str, str]:
+        """The header's figures: Host, Status, Workers, RPS, Failures."""
+        lines = [line.strip() for line in self.page.locator("header").inner_text().splitlines() if line.strip()]
+        return dict(zip(lines[::2], lines[1::2], strict=False))
+
+    def form_values(self) -> dict[str, str]:
+        """Every named field of the start form (inputs and selects) with its value, the custom parameters'
+        section opened."""
+        custom = self.page.get_by_role("button", name="Custom parameters")
+        if custom.get_attribute("aria-expanded") != "true":
+            custom.click()
+        self.page.locator("input[name=sloMs]").wait_for()
+        fields = self.page.locator("input[name]:not([type=checkbox]), select[name]").all()
+        return {name: field.input_value() for field in fields if (name := field.get_attribute("name"))}
+
+    def start(self, users: int, spawn_rate: float) -> None:
+        self.page.get_by_label("Number of users (peak concurrency)").fill(str(users))
+        self.page.get_by_label("Ramp up (users started/second)").fill(str(spawn_rate))
+        self.page.get_by_role("button", name="Start", exact=True).click()
+        self.page.get_by_role("tab", name="Statistics").wait_for()
+
+    def tab(self, name: str) -> None:
+        self.page.get_by_role("tab", name=name).click()
+
+    def statistics(self) -> list[dict[str, str]]:
+        """The statistics table's rows, each a dict by column heading (the Aggregated row included)."""
+        self.tab("Statistics")
+        table = self.page.locator("table").first
+        table.wait_for()
+        heads = [cell.inner_text().strip() for cell in table.locator("thead th").all()]
+        return [
+            dict(zip(heads, [cell.inner_text().strip() for cell in row.locator("td").all()], strict=False))
+            for row in table.locator("tbody tr").all()
+        ]
+
+    def charts_drawn(self) -> int:
+        """How many charts the Charts tab draws (ECharts instances with a canvas)."""
+        self.tab("Charts")
+        charts = self.page.locator("[_echarts_instance_] canvas")
+        charts.first.wait_for()
+        return charts.count()
+
+    def stop(self) -> None:
+        self.page.get_by_role("button", name="Stop", exact=True).click()
+
+
+def prometheus_page(url: str, name: str) -> str:
+    """The address of one of Prometheus' pages (targets, alerts). Prometheus 3 serves them at the root; Debian's
+    2.x build serves its classic UI under /classic, where its home redirects."""
+    home = httpx2.get(f"{url}/", timeout=10, follow_redirects=False)
+    classic = "/classic/" in home.headers.get("location", "")
+    return f"{url}{'/classic' if classic else ''}/{name}"
+
+
+class PrometheusScreen:
+    """Prometheus' own pages: which targets are up, and what an alert says."""
+
+    def __init__(self, page: Page, url: str):
+        self.page = page
+        self.url = url
+
+    def targets(self) -> dict[str, tuple[int, int]]:
+        """Each scrape pool on the targets page with its targets up and in all, e.g. {"model-api": (1, 1)}."""
+        self.page.goto(prometheus_page(self.url, "targets"))
+        self.page.get_by_text(re.compile(r"\d+\s*/\s*\d+\s+up")).first.wait_for()
+        text = self.page.locator("body").inner_text()
+        pools = re.findall(r"^\s*(\S+)\s*\(?(\d+)\s*/\s*(\d+)\s+up", text, re.MULTILINE)
+        return {pool: (int(up), int(total)) for pool, up, total in pools}
+
+    def alert_text(self, alertname: str) -> str:
+        """The alerts page with `alertname` opened and its annotations shown, as a learner reads it."""
+        self.page.goto(prometheus_page(self.url, "alerts"))
+        show = self.page.get_by_text("Show annotations")
+        if show.count():
+            show.first.click()
+        self.page.get_by_text(alertname).first.click()
+        return self.page.locator("body").inner_text()
+
+
+def screenshot(page: Page, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    return path
