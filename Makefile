@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install bentoml-install bentoml lock soak train api locust diagnose dashboard test test-unit test-integration test-compose lint format bench bench-locust bench-startup experiment tune capacity capacity-check profile flamegraphs compare clean
+.PHONY: help install bentoml-install bentoml lock soak train api locust diagnose dashboard test test-unit test-integration test-compose test-browser lint format bench bench-locust bench-startup experiment tune capacity capacity-check screenshots profile flamegraphs compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ test-integration: install ## real processes on 127.0.0.1
 test-compose: install ## the lab on a real Docker engine (compose.yaml, scenarios, a swarm)
 	$(BIN)/pytest -m compose $(PYTEST_ARGS)
 
+test-browser: install ## the lab's screens in Debian's chromium (the native lab; the compose lab's are in test-compose)
+	$(BIN)/pytest -m "browser and not compose" $(PYTEST_ARGS)
+
 lint: install ## ruff: lint and formatting
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -145,6 +148,10 @@ capacity: install ## RPS=500: how many replicas of the tuned configuration hold 
 
 capacity-check: install ## the capacity model against real runs of 1 and 2 API replicas (Docker, about 5 min; not in CI)
 	$(BIN)/python -m experiments.capacity_check $(SCENARIO_OPTION)
+
+SCREENSHOTS_ARGS ?=
+screenshots: install ## the guide's screenshots from a real run (compose lab, cpu-bound) into docs/img/screens (SCREENSHOTS_ARGS=--native)
+	$(BIN)/python -m experiments.screenshots $(SCREENSHOTS_ARGS)
 
 PROFILE_ARGS ?=
 profile: install ## flame graph of the running lab's API under your load: reports/profiles/ (PROFILE_ARGS=--native, --target locust)

@@ -10,11 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
+from lab.grafana import panels, substitute
+from lab.polling import wait_for
 from lab.processes import find_tool
+from lab.stack import Lab
 
 VIEWPORT = {"width": 1400, "height": 1000}
+LOAD_GENERATOR_ALERT = "LabLoadGeneratorSaturated"  # prometheus/rules/diagnosis.yml: about Locust, not the API
 TIMEOUT_MS = 30_000  # any one step in a page: a click, a field, a table row
 
 
@@ -73,6 +77,19 @@ class LocustScreen:
         self.page.get_by_role("button", name="Start", exact=True).click()
         self.page.get_by_role("tab", name="Statistics").wait_for()
 
+    def swarm(self, users: int, workers: int, requests: int = 30) -> list[dict[str, str]]:
+        """A learner's swarm: wait for the workers to join, fill users and spawn rate, press Start; the statistics
+        table once it has counted `requests` /classify requests."""
+        wait_for(lambda: self.header().get("Workers") == str(workers), 90, f"the header to count {workers} workers")
+        self.start(users=users, spawn_rate=users)
+
+        def classify_counted() -> list[dict[str, str]] | None:
+            rows = self.statistics()
+            classify = [row for row in rows if row.get("Name") == "/classify"]
+            return rows if classify and int(classify[0]["# Requests"]) >= requests else None
+
+        return wait_for(classify_counted, 60, f"{requests} /classify requests in the statistics table", interval=1)
+
     def tab(self, name: str) -> None:
         self.page.get_by_role("tab", name=name).click()
 
@@ -106,6 +123,16 @@ def prometheus_page(url: str, name: str) -> str:
     return f"{url}{'/classic' if classic else ''}/{name}"
 
 
+def firing_verdict_alert(lab: Lab, timeout: float = 120) -> str:
+    """The name of the verdict alert Prometheus fires (the load generator's own alert is not a verdict)."""
+
+    def firing() -> str | None:
+        alerts = lab.query(f'ALERTS{{alertstate="firing", alertname=~"Lab.*", alertname!="{LOAD_GENERATOR_ALERT}"}}')
+        return alerts[0]["metric"]["alertname"] if alerts else None
+
+    return wait_for(firing, timeout, "a verdict's alert to fire", interval=2)
+
+
 class PrometheusScreen:
     """Prometheus' own pages: which targets are up, and what an alert says."""
 
@@ -129,6 +156,60 @@ class PrometheusScreen:
             show.first.click()
         self.page.get_by_text(alertname).first.click()
         return self.page.locator("body").inner_text()
+
+
+class GrafanaScreen:
+    """Grafana as an anonymous Viewer meets it: the home page (the lab's dashboard), its panels, and the same
+    panels' queries through Grafana's own query API (/api/ds/query), as its panels send them."""
+
+    def __init__(self, page: Page, url: str):
+        self.page = page
+        self.url = url
+
+    def title(self) -> str:
+        """The title of the dashboard the home page opens, once its Verdict panel is drawn."""
+        self.page.goto(f"{self.url}/")
+        self.panel("Verdict").wait_for()
+        return self.page.title().split(" - ")[0]
+
+    def login_form_shown(self) -> bool:
+        return self.page.locator("input[name=user]").count() > 0
+
+    def panel(self, title: str) -> Locator:
+        return self.page.get_by_test_id(f"data-testid Panel header {title}")
+
+    def stat_text(self, title: str) -> str:
+        """What a stat panel shows, its title left out."""
+        lines = [line.strip() for line in self.panel(title).inner_text().splitlines()]
+        return " ".join(line for line in lines if line and line != title)
+
+    def panels_without_data(self, dashboard: dict, values: dict[str, str], minutes: int = 5) -> dict[str, str]:
+        """{panel [refId]: why} for every query of the dashboard that Grafana answers with an error or without a
+        single value over the last `minutes`; `values` fills in the template variables (see lab.grafana)."""
+        failed = {}
+        for panel in panels(dashboard):
+            for target in panel.get("targets", []):
+                name = f"{panel['title']} [{target['refId']}]"
+                query = {
+                    "refId": target["refId"],
+                    "datasource": target["datasource"],
+                    "expr": substitute(target["expr"], values),
+                    "instant": bool(target.get("instant")),
+                    "range": not target.get("instant"),
+                    "intervalMs": 5000,
+                    "maxDataPoints": 300,
+                }
+                answer = httpx2.post(
+                    f"{self.url}/api/ds/query",
+                    json={"queries": [query], "from": f"now-{minutes}m", "to": "now"},
+                    timeout=30,
+                )
+                result = answer.json().get("results", {}).get(target["refId"], {}) if answer.is_success else {}
+                if not answer.is_success or result.get("error"):
+                    failed[name] = result.get("error") or f"HTTP {answer.status_code}: {answer.text[:200]}"
+                elif not any(column for frame in result.get("frames", []) for column in frame["data"]["values"]):
+                    failed[name] = "no data"
+        return failed
 
 
 def screenshot(page: Page, path: Path) -> Path:

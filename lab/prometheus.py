@@ -60,6 +60,10 @@ class PrometheusClient:
     def targets_up(self) -> dict[str, float]:
         return {r["metric"]["job"]: float(r["value"][1]) for r in self.query("up")}
 
+    def build_info(self) -> dict[str, str]:
+        """The running Prometheus' version and build."""
+        return self._get("/api/v1/status/buildinfo")
+
     def rule_groups(self) -> list[dict]:
         return self._get("/api/v1/rules")["groups"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.browser import LocustScreen, PrometheusScreen, browser, new_page
+from lab.browser import LocustScreen, PrometheusScreen, browser, firing_verdict_alert, new_page
 from lab.native import native_lab
 from lab.polling import wait_for
 from tests.support import screens
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(240)
 
 LOCUST_WORKERS = 2
 WAIT_MAX = 0.1  # short pauses: 10 users keep the one core busy
+USERS = 10  # few enough that no request breaks the SLO
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_locusts_start_form_shows_the_labs_fields_with_their_defaults(locust):
 
 
 def test_a_swarm_started_from_the_form_fills_the_statistics_without_failures_and_draws_the_charts(lab, locust):
-    rows = screens.swarm_from_the_form(locust, LOCUST_WORKERS)
+    rows = locust.swarm(USERS, LOCUST_WORKERS)
     screens.check_the_statistics(rows)
     assert locust.header()["Workers"] == str(LOCUST_WORKERS)
     assert locust.header()["Status"] == "RUNNING"
@@ -71,7 +72,7 @@ def test_prometheus_shows_every_target_up(prometheus_screen):
 
 
 def test_prometheus_shows_the_firing_verdicts_alert_with_its_summary_under_the_swarm(lab, prometheus_screen):
-    alertname = screens.firing_verdict_alert(lab)
+    alertname = firing_verdict_alert(lab)
     screens.check_the_alert_page_shows_its_summary(prometheus_screen, lab, alertname)
 
 

@@ -8,12 +8,9 @@ import pytest
 
 from lab.browser import LocustScreen, PrometheusScreen, camel, chromium
 from lab.errors import MissingTool
-from lab.polling import wait_for
 from lab.stack import Lab
 from lab_locust.options import OPTIONS
 from tests.support.tools import _skip_or_fail
-
-USERS = 10  # few enough that no request breaks the SLO, enough to keep the API's CPU busy
 
 
 def require_chromium() -> str:
@@ -39,34 +36,10 @@ def check_the_start_form_shows_the_labs_fields_with_their_defaults(
             assert float(values[camel(name)]) == float(expected), (name, values[camel(name)])
 
 
-def swarm_from_the_form(locust: LocustScreen, workers: int) -> list[dict[str, str]]:
-    """A learner's swarm: wait for the workers, fill users and spawn rate, press Start; the statistics table once
-    it has counted 30 /classify requests."""
-    wait_for(lambda: locust.header().get("Workers") == str(workers), 90, f"the header to count {workers} workers")
-    locust.start(users=USERS, spawn_rate=USERS)
-
-    def classify_counted() -> list[dict[str, str]] | None:
-        rows = locust.statistics()
-        classify = [row for row in rows if row.get("Name") == "/classify"]
-        return rows if classify and int(classify[0]["# Requests"]) >= 30 else None
-
-    return wait_for(classify_counted, 60, "30 /classify requests in the statistics table", interval=1)
-
-
 def check_the_statistics(rows: list[dict[str, str]]) -> None:
     names = {row["Name"] for row in rows}
     assert {"/classify", "Aggregated"} <= names, names
     assert all(row["# Fails"] == "0" for row in rows), rows
-
-
-def firing_verdict_alert(lab: Lab) -> str:
-    """The name of the verdict alert Prometheus fires under the swarm."""
-
-    def firing() -> str | None:
-        alerts = lab.query('ALERTS{alertstate="firing", alertname=~"Lab.*", alertname!="LabLoadGeneratorSaturated"}')
-        return alerts[0]["metric"]["alertname"] if alerts else None
-
-    return wait_for(firing, 120, "a verdict's alert to fire", interval=2)
 
 
 def check_the_alert_page_shows_its_summary(prometheus: PrometheusScreen, lab: Lab, alertname: str) -> None:
