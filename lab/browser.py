@@ -77,11 +77,13 @@ class LocustScreen:
         self.page.get_by_role("button", name="Start", exact=True).click()
         self.page.get_by_role("tab", name="Statistics").wait_for()
 
-    def swarm(self, users: int, workers: int, requests: int = 30) -> list[dict[str, str]]:
-        """A learner's swarm: wait for the workers to join, fill users and spawn rate, press Start; the statistics
-        table once it has counted `requests` /classify requests."""
+    def swarm(
+        self, users: int, workers: int, spawn_rate: float | None = None, requests: int = 30
+    ) -> list[dict[str, str]]:
+        """A learner's swarm: wait for the workers to join, fill users and spawn rate (all at once unless given),
+        press Start; the statistics table once it has counted `requests` /classify requests."""
         wait_for(lambda: self.header().get("Workers") == str(workers), 90, f"the header to count {workers} workers")
-        self.start(users=users, spawn_rate=users)
+        self.start(users=users, spawn_rate=spawn_rate or users)
 
         def classify_counted() -> list[dict[str, str]] | None:
             rows = self.statistics()
@@ -176,7 +178,9 @@ class GrafanaScreen:
         return self.page.locator("input[name=user]").count() > 0
 
     def panel(self, title: str) -> Locator:
-        return self.page.get_by_test_id(f"data-testid Panel header {title}")
+        """A panel by its title: the container (data-viz-panel-key, Grafana 11+) that holds its header."""
+        header = self.page.get_by_test_id(f"data-testid Panel header {title}")
+        return self.page.locator("[data-viz-panel-key]", has=header)
 
     def stat_text(self, title: str) -> str:
         """What a stat panel shows, its title left out."""

@@ -16,7 +16,7 @@ from model_api.train import train
 
 # Each tier's timeout per test, fixture setup included (a module's shared lab starts in its first test). Modules
 # whose tests or fixtures run longer say so with their own `pytestmark = pytest.mark.timeout(...)`.
-TIERS = {"unit": 60, "integration": 180, "browser": 240, "compose": 600}
+TIERS = {"unit": 60, "integration": 180, "compose": 600}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,6 +4,8 @@
 Real processes on 127.0.0.1: the API (2 gunicorn workers, sync handlers with a 5 ms downstream wait,
 micro-batching and the local answer cache, so that every stage, the batch size and the cache are recorded), a
 Locust master with 2 workers ramping to 10 users, and Debian's Prometheus scraping both with the lab's rules.
+The swarm is started as a learner starts it, from Locust's form in a real browser (Debian's chromium), the first
+test checking Locust's and Prometheus' screens on the way; the last test presses Stop.
 Grafana cannot run here, so each panel's query is sent to Prometheus the way Grafana would send it: template
 variables set to All, intervals filled in.
 """
@@ -18,11 +20,13 @@ import sys
 import pytest
 
 from grafana.dashboard import DASHBOARD_FILE
+from lab.browser import LocustScreen, PrometheusScreen, browser, firing_verdict_alert, new_page
 from lab.grafana import all_value, annotation_queries, label_values_query, panel_queries, panels, substitute, variables
 from lab.native import native_lab
 from lab.polling import wait_for
 from lab.prometheus import compose_only, recorded_series, rules
 from model_api.vocabulary import MODEL_ROUTES_REGEX, VERDICTS
+from tests.support import screens
 from tests.support.tools import prometheus
 
 # The module's lab starts in its first test, and a rule may take 90 s of load to return data.
@@ -33,23 +37,68 @@ INSTANT = {(f"{p['title']} [{t['refId']}]") for p in panels(DASHBOARD) for t in 
 NATIVE_QUERIES = [(name, expr) for name, expr in panel_queries(DASHBOARD) if not compose_only(expr)]
 
 
+USERS, SPAWN_RATE = 10, 1  # a ramp of 10 s, which the users annotation must mark
+WAIT_MAX = 0.3
+LOCUST_WORKERS = 2
+
+
 @pytest.fixture(scope="module")
-def live_lab(tmp_path_factory, model_dir):
-    """The API, Locust (master + 2 workers, ramping to 10 users at 1 a second) and Prometheus scraping both."""
+def native(tmp_path_factory, model_dir):
+    """The API, Locust (master + 2 workers, as `make locust` starts them) and Prometheus scraping both."""
     prometheus()  # skips naming Prometheus where it is missing (fails under LAB_REQUIRE_PROMETHEUS=1)
     with native_lab(
         tmp_path_factory.mktemp("lab"),
         model_dir=model_dir,
         workers=2,
         cpus=2,
+        locust_workers=LOCUST_WORKERS,
         # The local answer cache on, so that its series (and the Answer cache row) exist: Locust's default
         # stream never repeats a request, so every lookup misses and the model answers all of them.
         api_env={"LAB_DOWNSTREAM_LATENCY_MS": "5", "LAB_BATCHING": "true", "LAB_CACHE": "local"},
-        locust_args=["--autostart", "-u", "10", "-r", "1", "-t", "150s"],
-        locustfile="locustfile.py",
-        locust_env={"LOCUST_WAIT_MAX": "0.3"},
+        locust_env={"LOCUST_WAIT_MAX": str(WAIT_MAX)},
     ) as lab:
-        yield lab.prometheus
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    screens.require_chromium()
+    with browser() as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def locust(native, chromium) -> LocustScreen:
+    return LocustScreen(new_page(chromium, native.locust_url))
+
+
+@pytest.mark.browser
+def test_a_swarm_started_from_locusts_form_fills_its_screens_and_prometheus_shows_the_targets_and_the_alert(
+    native, locust, chromium
+):
+    """The first test: a learner's swarm, in Debian's chromium. Locust's form shows the lab's fields with their
+    defaults; users and spawn rate filled, Start: the statistics fill without failures, the charts draw, the
+    header counts both workers. Prometheus' pages show every target up and the verdict's alert with its summary.
+    The swarm goes on for the tests that follow; the last one presses Stop."""
+    screens.check_the_start_form_shows_the_labs_fields_with_their_defaults(locust, {"wait_max": WAIT_MAX})
+    rows = locust.swarm(USERS, LOCUST_WORKERS, spawn_rate=SPAWN_RATE)
+    screens.check_the_statistics(rows)
+    assert locust.header()["Workers"] == str(LOCUST_WORKERS)
+    assert locust.charts_drawn() >= 3  # requests per second, response times, users
+
+    page = PrometheusScreen(new_page(chromium, native.prometheus_url), native.prometheus_url)
+    every_target_up = {"locust": (1, 1), "model-api": (1, 1), "prometheus": (1, 1)}
+    wait_for(lambda: page.targets() == every_target_up, 60, f"the targets page to show {every_target_up}")
+    screens.check_the_alert_page_shows_its_summary(page, native, firing_verdict_alert(native))
+
+
+@pytest.fixture(scope="module")
+def live_lab(native):
+    """The lab under the swarm: the one the browser test started from Locust's form or, where it did not run,
+    the same swarm started through Locust's web API."""
+    if native.locust_state() not in {"spawning", "running"}:
+        native.start_swarm(user_count=USERS, spawn_rate=SPAWN_RATE)
+    return native.prometheus
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +193,11 @@ def test_make_diagnose_prints_the_verdict_its_advice_and_the_evidence_from_the_l
     p999 = r"^P99\.9, the worse of client and server +(\d+ ms|too few requests)\b"
     assert re.search(p999, done.stdout, re.MULTILINE), done.stdout
     assert re.search(r"^requests behind it \(P99\.9 needs 1000\) +\d+ ", done.stdout, re.MULTILINE), done.stdout
+
+
+@pytest.mark.browser
+def test_stop_in_locusts_ui_stops_the_swarm(native, locust):
+    """Last in this module: it ends the swarm."""
+    locust.stop()
+    wait_for(lambda: native.locust_state() == "stopped", 30, "Locust to report the swarm stopped")
+    wait_for(lambda: locust.header()["Status"] == "STOPPED", 30, "the header to say STOPPED")
