@@ -11,6 +11,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana.dashboard.panels import query, timeseries_panel
 
 TITLE = "Answer cache"
+CACHE_OFF = "no cache: LAB_CACHE is off (the caching scenario turns it on)"
 
 
 def panels() -> list[Builder[model.Panel]]:
@@ -23,7 +24,7 @@ def panels() -> list[Builder[model.Panel]]:
             [query("cache:lab_cache_hits:ratio_rate30s", "{{cache}}")],
             "percentunit",
             width=6,
-        ),
+        ).no_value(CACHE_OFF),
         timeseries_panel(
             "Cache lookups, by result",
             "Lookups per second: hit, miss (the model answered, then the answer was stored), error (the cache "
@@ -36,7 +37,7 @@ def panels() -> list[Builder[model.Panel]]:
             ],
             "reqps",
             width=6,
-        ),
+        ).no_value(CACHE_OFF),
         timeseries_panel(
             "Cache call P99",
             "How long one call to the cache takes, get and set, failed calls included: the price of the network hop "
@@ -50,7 +51,7 @@ def panels() -> list[Builder[model.Panel]]:
             ],
             "s",
             width=6,
-        ),
+        ).no_value(CACHE_OFF),
         timeseries_panel(
             "Cache errors, by reason",
             "Calls to the cache that failed, per second: timeout (slower than LAB_REDIS_TIMEOUT_MS), failure "
@@ -64,5 +65,5 @@ def panels() -> list[Builder[model.Panel]]:
             ],
             "reqps",  # calls per second, each made for one request
             width=6,
-        ),
+        ).no_value(CACHE_OFF),
     ]

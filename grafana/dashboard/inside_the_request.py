@@ -83,7 +83,7 @@ def panels() -> list[Builder[model.Panel]]:
             [query(stage_p99("downstream"), "downstream P99 {{route}}")],
             "s",
             width=12,
-        ),
+        ).no_value("no downstream wait: LAB_DOWNSTREAM_LATENCY_MS is 0"),
         timeseries_panel(
             "Batch size",
             "Mean number of requests the micro-batcher put into one model call (only with batching on). It "
@@ -97,5 +97,5 @@ def panels() -> list[Builder[model.Panel]]:
             ],
             "short",
             width=12,
-        ),
+        ).no_value("no batches: batching is off (LAB_BATCHING=false)"),
     ]

@@ -20,15 +20,17 @@ import httpx2
 import pytest
 
 from grafana.dashboard import DASHBOARD_FILE
-from lab.compose import ComposeLab
+from lab.browser import GrafanaScreen, LocustScreen, PrometheusScreen, browser, firing_verdict_alert, new_page
+from lab.compose import GRAFANA_IMAGE, ComposeLab
 from lab.exposition import parse, total
-from lab.grafana import panel_queries
+from lab.grafana import all_value, label_values_query, panel_queries, panels, variables
 from lab.paths import REPO
 from lab.polling import wait_for
 from lab.profiling import compose_target, read_speedscope, record
 from lab.prometheus import advised_command, compose_only, recorded_series
 from lab.scenarios import api_service
 from model_api.vocabulary import MODEL_ROUTES_REGEX
+from tests.support import screens
 from tests.support.compose import build_images, require_docker, running_lab
 
 # The module's lab starts in its first test: the image build on a fresh machine, then compose up.
@@ -86,6 +88,73 @@ def test_prometheus_scrapes_both_api_replicas_the_balancer_and_the_locust_export
 
     jobs = wait_for(targets, 90, "two API targets, the balancer, the Locust exporter and Prometheus up", interval=1)
     assert sorted(job for job, _ in jobs) == ["balancer", "locust", "model-api", "model-api", "prometheus"]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    screens.require_chromium()
+    with browser() as opened:
+        yield opened
+
+
+@pytest.mark.browser
+def test_a_swarm_started_from_locusts_form_is_counted_on_its_screens_and_prometheus_shows_targets_and_alert(
+    lab: ComposeLab, chromium
+):
+    """As a learner: Locust's form with the lab's fields and defaults, Start; the statistics fill without
+    failures, the charts draw, the header counts both workers; Prometheus' pages show every target up and the
+    verdict's alert with its summary; Stop."""
+    locust = LocustScreen(new_page(chromium, lab.locust_url))
+    screens.check_the_start_form_shows_the_labs_fields_with_their_defaults(locust)
+    rows = locust.swarm(users=10, workers=2)
+    try:
+        screens.check_the_statistics(rows)
+        assert locust.header()["Workers"] == "2"
+        assert locust.charts_drawn() >= 3
+
+        prometheus = PrometheusScreen(new_page(chromium, lab.prometheus_url), lab.prometheus_url)
+        every_target_up = {"balancer": (1, 1), "locust": (1, 1), "model-api": (2, 2), "prometheus": (1, 1)}
+        wait_for(lambda: prometheus.targets() == every_target_up, 60, f"the targets page to show {every_target_up}")
+        screens.check_the_alert_page_shows_its_summary(prometheus, lab, firing_verdict_alert(lab))
+    finally:
+        locust.stop()
+    wait_for(lambda: lab.locust_state() == "stopped", 30, "Locust to report the swarm stopped")
+    wait_for(lambda: locust.header()["Status"] == "STOPPED", 30, "the header to say STOPPED")
+
+
+@pytest.mark.browser
+@pytest.mark.grafana
+def test_grafana_opens_the_lab_dashboard_to_an_anonymous_viewer_and_every_panel_has_data_under_a_swarm(
+    lab: ComposeLab, chromium
+):
+    """No login: the home page is the lab's dashboard. Under a swarm, every panel's queries answer through
+    Grafana's own query API with no error, and with data unless the panel says why it has none (a knob the default
+    lab leaves off); the Verdict panel shows one word."""
+    url = screens.require_grafana_image(lab, GRAFANA_IMAGE)
+    wait_for(lambda: lab.value("max(locust_workers)") == 2, 90, "the exporter to report 2 workers", interval=1)
+    lab.start_swarm(user_count=10, spawn_rate=10)
+    try:
+        firing_verdict_alert(lab)  # the verdict's windows are full: every panel can have data
+        grafana = GrafanaScreen(new_page(chromium, url), url)
+        assert grafana.title() == json.loads(DASHBOARD_FILE.read_text())["title"], "the home page is the dashboard"
+        assert not grafana.login_form_shown()
+        dashboard = json.loads(DASHBOARD_FILE.read_text())
+        values = {}  # each variable set to All, as the dashboard opens
+        for variable in variables(dashboard):
+            selector, label = label_values_query(variable)
+            values[variable["name"]] = all_value(lab.prometheus.label_values(label, selector))
+        # A panel whose series exist only with a knob the default lab leaves off (the cache, batching, a
+        # downstream wait) says so in place of "No data".
+        explained = {panel["title"] for panel in panels(dashboard) if panel["fieldConfig"]["defaults"].get("noValue")}
+        failed = grafana.panels_without_data(dashboard, values)
+        unexplained = {
+            name: why for name, why in failed.items() if why != "no data" or name.rsplit(" [", 1)[0] not in explained
+        }
+        assert not unexplained, f"panels with an error, or No data and no word why: {unexplained}"
+        verdict = grafana.stat_text("Verdict")
+        assert len(verdict.split()) == 1, f"the Verdict panel shows {verdict!r}"
+    finally:
+        lab.stop_swarm()
 
 
 def test_a_distributed_swarm_is_counted_by_the_api_and_the_exporter(lab: ComposeLab):
