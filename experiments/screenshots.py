@@ -80,7 +80,7 @@ def capture(lab: Lab, out: Path, users: int) -> tuple[dict[str, str], str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default="cpu-bound", help="the scenario to run (default: %(default)s)")
-    parser.add_argument("--users", type=int, default=10, help="users swarmed from the form (default: %(default)s)")
+    parser.add_argument("--users", type=int, default=20, help="users swarmed from the form (default: %(default)s)")
     parser.add_argument("--native", action="store_true", help="the native lab instead of the compose lab")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the pictures go (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         table(["picture", "what it shows"], [[name, what] for name, what in shots.items()]),
         "",
-        f"Prometheus {prometheus_version}, chromium {chromium_version}. Prometheus 2.x (Debian's) draws its classic"
-        " pages; the compose image's Prometheus 3 draws newer ones, with the same alert and summary.",
+        f"Prometheus {prometheus_version}, chromium {chromium_version}. A Prometheus 2 draws the classic pages shown"
+        " here; Prometheus 3 draws newer ones, with the same alert and summary (click the alert to unfold it).",
     ]
     if not grafana:
         lines += ["", f"No Grafana picture: its image ({GRAFANA_IMAGE}) was not on this machine's Docker engine."]
