@@ -7,11 +7,13 @@ import time
 
 import pytest
 
+from experiments import screenshots
 from experiments.collect import SERIES, RunSeries
 from experiments.compare import compare
 from experiments.report import build_report, load_report, steps, summary_markdown, verdict_under_load, write_report
 from experiments.run import DIAGNOSIS_LAG_SECONDS, Plan, main, wait_for_diagnosis
 from experiments.time_to_verdict import time_to_verdict
+from lab.browser import camel
 from lab.errors import LabError
 from lab.native import native_cores
 from lab.profiling import Profile
@@ -447,3 +449,18 @@ def test_the_answer_gives_a_steps_p999_where_it_counted_enough_requests():
     )
 
     assert "| last step that held | 20 | 20.0 | 790 ms | 980 ms (1,500 requests) | 0.0% |" in text
+
+
+@pytest.mark.parametrize("users", ["0", "-3"])
+def test_screenshots_refuses_fewer_than_one_user_before_starting_a_lab(users, capsys):
+    with pytest.raises(SystemExit) as exited:
+        screenshots.main(["--users", users])
+
+    assert exited.value.code == 2
+    assert f"--users must be at least 1, not {users}" in capsys.readouterr().err
+
+
+def test_the_start_forms_field_names_are_the_options_in_camel_case():
+    assert camel("slo_ms") == "sloMs"
+    assert camel("bp_max_failure_ratio") == "bpMaxFailureRatio"
+    assert camel("workload") == "workload"
