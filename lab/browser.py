@@ -209,9 +209,10 @@ class GrafanaScreen:
                     timeout=30,
                 )
                 result = answer.json().get("results", {}).get(target["refId"], {}) if answer.is_success else {}
+                frames = result.get("frames", [])
                 if not answer.is_success or result.get("error"):
                     failed[name] = result.get("error") or f"HTTP {answer.status_code}: {answer.text[:200]}"
-                elif not any(column for frame in result.get("frames", []) for column in frame["data"]["values"]):
+                elif not any(column for frame in frames for column in frame.get("data", {}).get("values", [])):
                     failed[name] = "no data"
         return failed
 
