@@ -231,14 +231,17 @@ def test_batching_serves_three_times_the_unbatched_api_with_batches_growing_with
 
 
 def test_more_workers_use_the_second_core_and_hold_more_than_baseline(experiment):
-    """Two workers on two cores: more than one core busy (one worker, one GIL, stays near one), more held within
-    the SLO than baseline's one worker, and a second copy of the models in memory. (Not 1.6x, nor both cores
-    full: on a 2-core machine the load generator, Prometheus and the balancer share the cores, two busy vCPUs
-    gave 1.3x to 2.0x one, and the API's peak ranged from 1.5 to 1.7 cores; see docs/scenarios/more-workers.md.)"""
+    """Two workers on two cores: more than one core busy (one worker, one GIL, stays near one) and shared by both
+    workers, more held within the SLO than baseline's one worker, and a second copy of the models in memory. (Not
+    1.6x, nor both cores full: on a 2-core machine the load generator, Prometheus and the balancer share the
+    cores, two busy vCPUs gave 1.3x to 2.0x one, and the API's peak ranged from 1.25 to 1.7 cores; see
+    docs/scenarios/more-workers.md.)"""
     more, baseline = experiment("more-workers"), experiment("baseline")
     service = api_service("more-workers")
     assert (service.workers, service.cpus) == (2, 2)
-    assert peak(more, "cpu_utilization") * service.cpus > 1.25  # cores the API used: the second worker's too
+    cores = peak(more, "cpu_utilization") * service.cpus  # the most cores the API used at once
+    assert cores > 1.1  # over the one core that one worker's GIL allows: the second worker's share
+    assert peak(more, "worker_cpu") < 0.75 * cores  # and no worker held the most of it: both were busy
     assert held_rps(more) > held_rps(baseline)
     assert peak(more, "workers_rss_bytes") > 1.5 * peak(baseline, "workers_rss_bytes")  # a second copy of the models
 
