@@ -4,7 +4,7 @@ live-lab and compose tiers send each query to Prometheus the way Grafana would).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from lab.paths import REPO
 
@@ -55,6 +55,16 @@ def all_value(values: list[str]) -> str:
     of every value, regex metacharacters escaped."""
     escaped = [re.sub(r"([\\^$*+?.()|{}\[\]])", r"\\\1", value) for value in values]
     return "(" + "|".join(escaped) + ")" if len(escaped) > 1 else escaped[0]
+
+
+def template_values(dashboard: dict, offered: Callable[[str, str], list[str]]) -> dict[str, str]:
+    """Each dashboard variable set to All, as Grafana substitutes it; `offered(label, selector)` gives the values
+    a `label_values` variable offers (PrometheusClient.label_values)."""
+    values = {}
+    for variable in variables(dashboard):
+        selector, label = label_values_query(variable)
+        values[variable["name"]] = all_value(offered(label, selector))
+    return values
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:

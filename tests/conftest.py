@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,12 @@ import pytest
 # tests start get an environment without it (tests/support/processes.py).
 os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
 
+from playwright.sync_api import Browser
+
+from lab.browser import browser
 from lab.compose import GRAFANA_IMAGE
 from model_api.train import train
+from tests.support.screens import require_chromium
 
 # Each tier's timeout per test, fixture setup included (a module's shared lab starts in its first test). Modules
 # whose tests or fixtures run longer say so with their own `pytestmark = pytest.mark.timeout(...)`.
@@ -48,6 +53,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("LAB_NO_SKIP") == "1" and _skipped:
         print(f"\nLAB_NO_SKIP=1 but {len(_skipped)} test(s) were skipped:\n  " + "\n  ".join(_skipped))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's chromium for a module's browser tests (skips naming it where it is missing, or fails under
+    LAB_REQUIRE_BROWSER=1)."""
+    require_chromium()
+    with browser() as opened:
+        yield opened
 
 
 @pytest.fixture(scope="session")

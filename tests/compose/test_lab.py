@@ -20,10 +20,10 @@ import httpx2
 import pytest
 
 from grafana.dashboard import DASHBOARD_FILE
-from lab.browser import GrafanaScreen, LocustScreen, PrometheusScreen, browser, firing_verdict_alert, new_page
+from lab.browser import GrafanaScreen, LocustScreen, firing_verdict_alert, new_page
 from lab.compose import GRAFANA_IMAGE, ComposeLab
 from lab.exposition import parse, total
-from lab.grafana import all_value, label_values_query, panel_queries, panels, variables
+from lab.grafana import panel_queries, panels, template_values
 from lab.paths import REPO
 from lab.polling import wait_for
 from lab.profiling import compose_target, read_speedscope, record
@@ -90,13 +90,6 @@ def test_prometheus_scrapes_both_api_replicas_the_balancer_and_the_locust_export
     assert sorted(job for job, _ in jobs) == ["balancer", "locust", "model-api", "model-api", "prometheus"]
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    screens.require_chromium()
-    with browser() as opened:
-        yield opened
-
-
 @pytest.mark.browser
 def test_a_swarm_started_from_locusts_form_is_counted_on_its_screens_and_prometheus_shows_targets_and_alert(
     lab: ComposeLab, chromium
@@ -105,21 +98,12 @@ def test_a_swarm_started_from_locusts_form_is_counted_on_its_screens_and_prometh
     failures, the charts draw, the header counts both workers; Prometheus' pages show every target up and the
     verdict's alert with its summary; Stop."""
     locust = LocustScreen(new_page(chromium, lab.locust_url))
-    screens.check_the_start_form_shows_the_labs_fields_with_their_defaults(locust)
-    rows = locust.swarm(users=10, workers=2)
+    every_target_up = {"balancer": (1, 1), "locust": (1, 1), "model-api": (2, 2), "prometheus": (1, 1)}
     try:
-        screens.check_the_statistics(rows)
-        assert locust.header()["Workers"] == "2"
-        assert locust.charts_drawn() >= 3
-
-        prometheus = PrometheusScreen(new_page(chromium, lab.prometheus_url), lab.prometheus_url)
-        every_target_up = {"balancer": (1, 1), "locust": (1, 1), "model-api": (2, 2), "prometheus": (1, 1)}
-        wait_for(lambda: prometheus.targets() == every_target_up, 60, f"the targets page to show {every_target_up}")
-        screens.check_the_alert_page_shows_its_summary(prometheus, lab, firing_verdict_alert(lab))
+        screens.check_a_swarm_from_the_form(locust, lab, chromium, every_target_up, workers=2, users=10, spawn_rate=10)
     finally:
         locust.stop()
-    wait_for(lambda: lab.locust_state() == "stopped", 30, "Locust to report the swarm stopped")
-    wait_for(lambda: locust.header()["Status"] == "STOPPED", 30, "the header to say STOPPED")
+    screens.check_the_swarm_stopped(locust, lab)
 
 
 @pytest.mark.browser
@@ -136,13 +120,10 @@ def test_grafana_opens_the_lab_dashboard_to_an_anonymous_viewer_and_every_panel_
     try:
         firing_verdict_alert(lab)  # the verdict's windows are full: every panel can have data
         grafana = GrafanaScreen(new_page(chromium, url), url)
-        assert grafana.title() == json.loads(DASHBOARD_FILE.read_text())["title"], "the home page is the dashboard"
-        assert not grafana.login_form_shown()
         dashboard = json.loads(DASHBOARD_FILE.read_text())
-        values = {}  # each variable set to All, as the dashboard opens
-        for variable in variables(dashboard):
-            selector, label = label_values_query(variable)
-            values[variable["name"]] = all_value(lab.prometheus.label_values(label, selector))
+        assert grafana.title() == dashboard["title"], "the home page is the dashboard"
+        assert not grafana.login_form_shown()
+        values = template_values(dashboard, lab.prometheus.label_values)  # each variable set to All
         # A panel whose series exist only with a knob the default lab leaves off (the cache, batching, a
         # downstream wait) says so in place of "No data".
         explained = {  # the panels whose word for no data names the knob that is off

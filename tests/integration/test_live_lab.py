@@ -20,8 +20,9 @@ import sys
 import pytest
 
 from grafana.dashboard import DASHBOARD_FILE
-from lab.browser import LocustScreen, PrometheusScreen, browser, firing_verdict_alert, new_page
-from lab.grafana import all_value, annotation_queries, label_values_query, panel_queries, panels, substitute, variables
+from lab.browser import LocustScreen, new_page
+from lab.grafana import annotation_queries, panel_queries, panels, substitute
+from lab.grafana import template_values as dashboard_template_values
 from lab.native import native_lab
 from lab.polling import wait_for
 from lab.prometheus import compose_only, recorded_series, rules
@@ -61,13 +62,6 @@ def native(tmp_path_factory, model_dir):
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    screens.require_chromium()
-    with browser() as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
 def locust(native, chromium) -> LocustScreen:
     return LocustScreen(new_page(chromium, native.locust_url))
 
@@ -80,16 +74,10 @@ def test_a_swarm_started_from_locusts_form_fills_its_screens_and_prometheus_show
     defaults; users and spawn rate filled, Start: the statistics fill without failures, the charts draw, the
     header counts both workers. Prometheus' pages show every target up and the verdict's alert with its summary.
     The swarm goes on for the tests that follow; the last one presses Stop."""
-    screens.check_the_start_form_shows_the_labs_fields_with_their_defaults(locust, {"wait_max": WAIT_MAX})
-    rows = locust.swarm(USERS, LOCUST_WORKERS, spawn_rate=SPAWN_RATE)
-    screens.check_the_statistics(rows)
-    assert locust.header()["Workers"] == str(LOCUST_WORKERS)
-    assert locust.charts_drawn() >= 3  # requests per second, response times, users
-
-    page = PrometheusScreen(new_page(chromium, native.prometheus_url), native.prometheus_url)
-    every_target_up = {"locust": (1, 1), "model-api": (1, 1), "prometheus": (1, 1)}
-    wait_for(lambda: page.targets() == every_target_up, 60, f"the targets page to show {every_target_up}")
-    screens.check_the_alert_page_shows_its_summary(page, native, firing_verdict_alert(native))
+    screens.check_a_swarm_from_the_form(
+        locust, native, chromium, {"locust": (1, 1), "model-api": (1, 1), "prometheus": (1, 1)},
+        LOCUST_WORKERS, USERS, SPAWN_RATE, form_overrides={"wait_max": WAIT_MAX},
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +93,10 @@ def live_lab(native):
 def template_values(live_lab) -> dict[str, str]:
     """Each dashboard variable set to All, as Grafana substitutes it, from the values Prometheus offers."""
 
-    def offered(variable: dict) -> list[str]:
-        selector, label = label_values_query(variable)
-        return live_lab.label_values(label, selector)
+    def offered(label: str, selector: str) -> list[str]:
+        return wait_for(lambda: live_lab.label_values(label, selector), 60, f"values of {label}", interval=1)
 
-    values = {}
-    for variable in variables(DASHBOARD):
-        options = wait_for(lambda v=variable: offered(v), 60, f"values for ${variable['name']}", interval=1)
-        values[variable["name"]] = all_value(options)
-    return values
+    return dashboard_template_values(DASHBOARD, offered)
 
 
 def test_prometheus_scrapes_the_api_locust_and_itself(live_lab):
@@ -199,5 +182,4 @@ def test_make_diagnose_prints_the_verdict_its_advice_and_the_evidence_from_the_l
 def test_stop_in_locusts_ui_stops_the_swarm(native, locust):
     """Last in this module: it ends the swarm."""
     locust.stop()
-    wait_for(lambda: native.locust_state() == "stopped", 30, "Locust to report the swarm stopped")
-    wait_for(lambda: locust.header()["Status"] == "STOPPED", 30, "the header to say STOPPED")
+    screens.check_the_swarm_stopped(locust, native)

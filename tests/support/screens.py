@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from playwright.sync_api import Browser
 
-import pytest
-
-from lab.browser import LocustScreen, PrometheusScreen, camel, chromium
-from lab.errors import MissingTool
+from lab.browser import LocustScreen, PrometheusScreen, camel, chromium, firing_verdict_alert, new_page
+from lab.errors import LabError, MissingTool
+from lab.polling import wait_for
 from lab.stack import Lab
 from lab_locust.options import OPTIONS
-from tests.support.tools import _skip_or_fail
+from tests.support.tools import skip_or_fail
 
 
 def require_chromium() -> str:
@@ -18,7 +17,7 @@ def require_chromium() -> str:
     try:
         return chromium()
     except MissingTool as missing:
-        _skip_or_fail(missing, "LAB_REQUIRE_BROWSER")
+        skip_or_fail(missing, "LAB_REQUIRE_BROWSER")
 
 
 def check_the_start_form_shows_the_labs_fields_with_their_defaults(
@@ -42,6 +41,36 @@ def check_the_statistics(rows: list[dict[str, str]]) -> None:
     assert all(row["# Fails"] == "0" for row in rows), rows
 
 
+def check_a_swarm_from_the_form(
+    locust: LocustScreen,
+    lab: Lab,
+    browser: Browser,
+    every_target_up: dict[str, tuple[int, int]],
+    workers: int,
+    users: int,
+    spawn_rate: float,
+    form_overrides: dict[str, float] | None = None,
+) -> None:
+    """A learner's swarm: Locust's form shows the lab's fields with their defaults; users and spawn rate filled,
+    Start: the statistics fill without failures, the charts draw, the header counts the `workers`.
+    Prometheus' targets page shows `every_target_up`, and its alerts page the verdict's alert with its summary.
+    The swarm goes on."""
+    check_the_start_form_shows_the_labs_fields_with_their_defaults(locust, form_overrides)
+    check_the_statistics(locust.swarm(users, workers, spawn_rate=spawn_rate))
+    assert locust.header()["Workers"] == str(workers)
+    assert locust.charts_drawn() >= 3  # requests per second, response times, users
+
+    page = PrometheusScreen(new_page(browser, lab.prometheus_url), lab.prometheus_url)
+    wait_for(lambda: page.targets() == every_target_up, 60, f"the targets page to show {every_target_up}")
+    check_the_alert_page_shows_its_summary(page, lab, firing_verdict_alert(lab))
+
+
+def check_the_swarm_stopped(locust: LocustScreen, lab: Lab) -> None:
+    """After Stop: Locust's API and its header both say so."""
+    wait_for(lambda: lab.locust_state() == "stopped", 30, "Locust to report the swarm stopped")
+    wait_for(lambda: locust.header()["Status"] == "STOPPED", 30, "the header to say STOPPED")
+
+
 def check_the_alert_page_shows_its_summary(prometheus: PrometheusScreen, lab: Lab, alertname: str) -> None:
     """The alert is shown firing, with its summary rendered (templates filled in, not the rule's source)."""
     rule = next(rule for group in lab.prometheus.rule_groups() for rule in group["rules"] if rule["name"] == alertname)
@@ -55,9 +84,9 @@ def check_the_alert_page_shows_its_summary(prometheus: PrometheusScreen, lab: La
 
 def require_grafana_image(lab: Lab, image: str) -> str:
     """The lab's Grafana address; else skip naming the image, or fail when LAB_REQUIRE_GRAFANA=1."""
-    if lab.grafana_url:
-        return lab.grafana_url
-    message = f"the Grafana image {image} is not on this Docker engine, so the compose lab runs without Grafana"
-    if os.environ.get("LAB_REQUIRE_GRAFANA") == "1":
-        pytest.fail(f"{message}, and LAB_REQUIRE_GRAFANA=1 requires it")
-    pytest.skip(f"{message}; set LAB_REQUIRE_GRAFANA=1 to make this a failure")
+    if not lab.grafana_url:
+        missing = LabError(
+            f"the Grafana image {image} is not on this Docker engine, so the compose lab runs without Grafana"
+        )
+        skip_or_fail(missing, "LAB_REQUIRE_GRAFANA")
+    return lab.grafana_url

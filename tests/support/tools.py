@@ -13,7 +13,7 @@ from lab.errors import LabError, MissingTool, MissingVirtualenv
 from lab.processes import find_tool
 
 
-def _skip_or_fail(missing: LabError, variable: str) -> NoReturn:
+def skip_or_fail(missing: LabError, variable: str) -> NoReturn:
     if os.environ.get(variable) == "1":
         pytest.fail(f"{missing}, and {variable}=1 requires it")
     pytest.skip(f"{missing}; set {variable}=1 to make this a failure")
@@ -24,7 +24,7 @@ def require(tool: str, package: str, variable: str) -> str:
     try:
         return find_tool(tool, package)
     except MissingTool as missing:
-        _skip_or_fail(missing, variable)
+        skip_or_fail(missing, variable)
 
 
 def promtool() -> str:
@@ -44,4 +44,4 @@ def bentoml() -> Path:
     try:
         return bentoml_program()
     except MissingVirtualenv as missing:
-        _skip_or_fail(missing, "LAB_REQUIRE_BENTOML")
+        skip_or_fail(missing, "LAB_REQUIRE_BENTOML")
