@@ -5,7 +5,7 @@ from __future__ import annotations
 from playwright.sync_api import Browser
 
 from lab.browser import LocustScreen, PrometheusScreen, camel, chromium, firing_verdict_alert, new_page
-from lab.errors import LabError, MissingTool
+from lab.errors import LabError, MissingTool, WaitTimeout
 from lab.polling import wait_for
 from lab.stack import Lab
 from lab_locust.options import OPTIONS
@@ -66,9 +66,18 @@ def check_a_swarm_from_the_form(
 
 
 def check_the_swarm_stopped(locust: LocustScreen, lab: Lab) -> None:
-    """After Stop: Locust's API and its header both say so."""
+    """After Stop: Locust's API says so, then its header (reloaded if it stuck at STOPPING, as a learner would)."""
     wait_for(lambda: lab.locust_state() == "stopped", 30, "Locust to report the swarm stopped")
-    wait_for(lambda: locust.header()["Status"] == "STOPPED", 30, "the header to say STOPPED")
+    seen: list[str] = []
+
+    def header_stopped() -> bool:
+        seen.append(locust.status_once_stopped())
+        return seen[-1] == "STOPPED"
+
+    try:
+        wait_for(header_stopped, 30, "the header to say STOPPED")
+    except WaitTimeout as timeout:
+        raise AssertionError(f"the header still says {seen[-1:]} after Stop") from timeout
 
 
 def check_the_alert_page_shows_its_summary(prometheus: PrometheusScreen, lab: Lab, alertname: str) -> None:
