@@ -16,7 +16,7 @@ LOCUST_WORKERS ?= 2
 
 export LAB_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help install bentoml-install bentoml lock soak train api locust diagnose dashboard test test-unit test-integration test-compose test-browser lint format bench bench-locust bench-startup experiment tune capacity capacity-check screenshots profile flamegraphs compare clean
+.PHONY: help install bentoml-install bentoml lock soak train api locust locust-workers master-host swarm swarm-down diagnose dashboard test test-unit test-integration test-compose test-browser lint format bench bench-locust bench-startup experiment tune capacity capacity-check screenshots profile flamegraphs compare clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -86,6 +86,27 @@ locust: install ## Locust master (UI on 127.0.0.1:8089) + $LOCUST_WORKERS worker
 	for i in $$(seq $(LOCUST_WORKERS)); do $(BIN)/locust -f locustfile.py --worker --master-host 127.0.0.1 & done; \
 	$(BIN)/locust -f locustfile.py,shapes --class-picker --master --master-bind-host 127.0.0.1 \
 		--web-host 127.0.0.1 -H http://127.0.0.1:$(API_PORT)
+
+# Locust workers on this machine for a lab whose master runs on another (docs/scaling.md#locust-workers-on-other-machines):
+# the master's machine publishes its port 5557 to this one on purpose; nothing here listens on the network.
+MASTER_HOST ?=
+MASTER_PORT ?= 5557
+locust-workers: master-host install ## $LOCUST_WORKERS Locust workers for a master on another machine: MASTER_HOST=192.168.1.20
+	@cd locust && { ulimit -n 10000 2>/dev/null || ulimit -n $$(ulimit -Hn); }; trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	for i in $$(seq $(LOCUST_WORKERS)); do \
+		$(BIN)/locust -f locustfile.py --worker --master-host $(MASTER_HOST) --master-port $(MASTER_PORT) & \
+	done; \
+	echo "$(LOCUST_WORKERS) Locust workers for the master at $(MASTER_HOST):$(MASTER_PORT); Ctrl-C stops them"; wait
+
+master-host:
+	@[ -n "$(MASTER_HOST)" ] || { echo "MASTER_HOST is not set: give the address of the machine where the lab's Locust master runs," \
+		"e.g. make locust-workers MASTER_HOST=192.168.1.20 (docs/scaling.md#locust-workers-on-other-machines)" >&2; exit 2; }
+
+swarm: install ## the lab as the Docker Swarm stack `lab` on this swarm manager (docs/scaling.md#the-lab-on-a-docker-swarm)
+	$(BIN)/python -m lab.swarm up
+
+swarm-down: install ## remove the stack `lab`; its volumes stay
+	$(BIN)/python -m lab.swarm down
 
 DIAGNOSE_ARGS ?=
 diagnose: install ## the verdict now, its evidence and what to change, from the lab's Prometheus (DIAGNOSE_ARGS=--watch)

@@ -87,6 +87,21 @@ def build_images() -> None:
     )
 
 
+def lab_environment(reports: Path, **knobs: str) -> dict[str, str]:
+    """The variables compose.yaml reads for a lab of its own on this machine: free host ports, a reports folder
+    the Locust master can write to, and the knobs."""
+    reports.mkdir(parents=True, exist_ok=True)
+    reports.chmod(0o777)  # the Locust master writes as LAB_UID (1000); whoever runs this may be someone else
+    return {
+        "API_PORT": str(free_port_range()[0]),
+        "LOCUST_PORT": str(free_port_range()[0]),
+        "PROMETHEUS_PORT": str(free_port_range()[0]),
+        "GRAFANA_PORT": str(free_port_range()[0]),
+        "LOCUST_REPORTS": str(reports.resolve()),
+        **knobs,
+    }
+
+
 def compose_project(
     project: str, reports: Path, files: Sequence[str] = ("compose.yaml",), grafana: bool | None = None, **knobs: str
 ) -> ComposeLab:
@@ -97,16 +112,7 @@ def compose_project(
     problem = docker_problem()
     if problem:
         raise LabError(f"Docker: {problem}; use --native to run without Docker")
-    reports.mkdir(parents=True, exist_ok=True)
-    reports.chmod(0o777)  # the Locust master writes as LAB_UID (1000); whoever runs this may be someone else
-    env = {
-        "API_PORT": str(free_port_range()[0]),
-        "LOCUST_PORT": str(free_port_range()[0]),
-        "PROMETHEUS_PORT": str(free_port_range()[0]),
-        "GRAFANA_PORT": str(free_port_range()[0]),
-        "LOCUST_REPORTS": str(reports.resolve()),
-        **knobs,
-    }
+    env = lab_environment(reports, **knobs)
     with_grafana = image_present(GRAFANA_IMAGE) if grafana is None else grafana
     return ComposeLab(
         prometheus_url=f"http://127.0.0.1:{env['PROMETHEUS_PORT']}",

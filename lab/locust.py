@@ -62,6 +62,7 @@ class LocustRun:
     web_url: str
     exporter_url: str
     csv_prefix: Path
+    master_port: int  # where workers connect (127.0.0.1)
     logs: list[Path] = field(default_factory=list)
 
     @property
@@ -116,14 +117,17 @@ def distributed_locust(
     master = start_locust(
         [
             "-f", locustfile, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
-            "--expect-workers", str(workers), "--web-host", "127.0.0.1", "--web-port", str(web_port),
+            *(["--expect-workers", str(workers)] if workers else []),  # none: workers join from elsewhere
+            "--web-host", "127.0.0.1", "--web-port", str(web_port),
             "--exporter-port", str(exporter_port), "-H", host, "--csv", str(csv_prefix), *master_args,
         ],
         master_log,
         cores,
         **env,
     )  # fmt: skip
-    run = LocustRun(master, [], f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{exporter_port}/metrics", csv_prefix)
+    run = LocustRun(
+        master, [], f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{exporter_port}/metrics", csv_prefix, master_port
+    )
     run.logs.append(master_log)
     with ExitStack() as cleanup:
         cleanup.callback(stop, master)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ from prometheus_client.utils import floatToGoString
 from lab.api import running_api
 from lab.exposition import parse, total
 from lab.locust import distributed_locust, start_locust
-from lab.paths import BIN, LOCUST_DIR
+from lab.paths import BIN, LOCUST_DIR, REPO
 from lab.polling import wait_for
 from lab.ports import free_port
 from lab.processes import clean_env, stop
@@ -248,3 +251,36 @@ def test_the_spike_goes_from_steady_to_burst_and_back_then_stops_by_itself(api, 
         users = [int(row["User Count"]) for row in csv.DictReader(rows) if row["Name"] == "Aggregated"]
     phases = [count for i, count in enumerate(users) if i == 0 or count != users[i - 1]]
     assert [count for count in phases if count in (2, 8)][:3] == [2, 8, 2]
+
+
+def test_make_locust_workers_joins_the_master_at_master_host_and_ctrl_c_takes_them_away(tmp_path):
+    """What a learner runs on a second machine, here against a master on 127.0.0.1: `make locust-workers` starts
+    LOCUST_WORKERS workers that the master counts; Ctrl-C (SIGINT to the command's process group) ends them all,
+    and the master counts none."""
+    with distributed_locust(tmp_path, "http://127.0.0.1:9", workers=0, master_args=[]) as run:
+        log = tmp_path / "make.log"
+        make = subprocess.Popen(
+            ["make", "--no-print-directory", "locust-workers", "MASTER_HOST=127.0.0.1",
+             f"MASTER_PORT={run.master_port}", "LOCUST_WORKERS=2"],
+            cwd=REPO, env=clean_env(), stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        run.logs.append(log)
+        try:
+            run.wait(lambda: run.stats()["worker_count"] == 2, 60, "the master to count make's 2 workers")
+            assert "2 Locust workers for the master at 127.0.0.1" in log.read_text()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(make.pid, signal.SIGINT)  # Ctrl-C in the learner's terminal
+            make.wait(30)
+        run.wait(lambda: run.stats()["worker_count"] == 0, 30, "the workers to leave the master")
+
+
+def test_make_locust_workers_without_master_host_says_what_to_set_and_starts_nothing():
+    done = subprocess.run(
+        ["make", "--no-print-directory", "locust-workers"], cwd=REPO, env=clean_env(MASTER_HOST=None),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "MASTER_HOST is not set" in done.stderr
+    assert "make locust-workers MASTER_HOST=" in done.stderr
+    assert "locust" not in done.stdout  # no worker was started, nothing was installed

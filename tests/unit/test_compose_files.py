@@ -136,8 +136,11 @@ def test_the_balancer_finds_every_replica_by_dns_and_sends_each_request_to_the_l
     config = (REPO / "balancer" / "haproxy.cfg").read_text()
     assert re.search(r"^\s+balance leastconn$", config, re.M)
     assert re.search(
-        r"^\s+server-template api \d+ api:8000 resolvers docker resolve-prefer ipv4 init-addr none$", config, re.M
+        r'^\s+server-template api \d+ "\$\{API_DNS_NAME\}:8000" resolvers docker resolve-prefer ipv4 init-addr none$',
+        config,
+        re.M,
     )
+    assert COMPOSE["services"]["balancer"]["environment"]["API_DNS_NAME"] == "api"
     assert re.search(r"^\s+nameserver dns 127\.0\.0\.11:53$", config, re.M)
     assert COMPOSE["services"]["balancer"]["ports"] == ["127.0.0.1:${API_PORT:-8000}:8000"]
     assert COMPOSE["services"]["api"]["ports"] == ["127.0.0.1::8000"], "a replica's own port is Docker's to pick"
