@@ -25,6 +25,8 @@ def test_a_native_experiment_reports_the_blocked_event_loop_and_profiles_its_sle
                                      model_dir=model_dir)  # fmt: skip
 
     assert report.mode == "native"
+    assert report.peaks["cpu_limit"] == 1  # the scenario's cpus: 1, stood in for by one pinned core
+    assert not report.peaks["cpu_throttled"]  # a pinned core has no quota
     assert report.peaks["event_loop_lag"] > 0.1
     assert report.verdict == "event-loop-blocked"
     assert "**Verdict under load: event-loop-blocked**" in summary.read_text()
@@ -35,23 +37,6 @@ def test_a_native_experiment_reports_the_blocked_event_loop_and_profiles_its_sle
     samples = read_speedscope(Path(report.profile["speedscope"]))
     assert samples.share(lambda frame: frame.name == "time_sleep") > 0.1
     assert Path(report.profile["svg"]).name in summary.read_text()
-
-
-def test_a_native_cpu_bound_experiment_fills_the_one_core_that_stands_in_for_its_cpu_limit(tmp_path, model_dir):
-    promtool()
-    plan = Plan(start_users=20, step_users=20, step_seconds=15, max_users=40, wait_max=1)  # two steps, to 40
-
-    report, summary = run_experiment(
-        "cpu-bound", tmp_path, plan, native=True, progress_every=10, model_dir=model_dir, profile=False
-    )
-
-    peaks = report.peaks
-    assert peaks["cpu_limit"] == 1  # cpus: 1, stood in for by one pinned core
-    assert peaks["cpu_utilization"] > 0.85  # of that core: the API's own CPU, not Locust's
-    assert peaks["worker_cpu"] > 0.75
-    assert not peaks["cpu_throttled"]  # a pinned core has no quota
-    assert report.verdict == "cpu-bound"
-    assert "| CPU against the limit (1 core) |" in summary.read_text()
 
 
 def test_a_native_experiment_whose_api_cannot_start_ends_in_one_line_and_exit_code_1(tmp_path, model_dir, capsys):
