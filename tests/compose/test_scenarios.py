@@ -151,13 +151,16 @@ def downstream_seconds(scenario: str) -> float:
 
 
 def test_baseline_climbs_to_its_cpu_limit_and_its_latency_rises_past_the_knee(experiment):
-    """CPU climbs to the quota as users grow; past the knee, the median request slows several times (P50 over 3x
-    the first step's) and P99 climbs (over 1.5x the lowest of the steps before: P99 at low load is where a busy
-    host's own stalls show, 550 ms in one CI run at 12% CPU); the verdict cpu-bound."""
+    """CPU climbs to the quota as users grow (its peak over 75% of the quota and over 3x the first step's); past
+    the knee, the median request slows several times (P50 over 3x the first step's) and P99 climbs (over 1.5x the
+    lowest of the steps before: P99 at low load is where a busy host's own stalls show, 550 ms in one CI run at
+    12% CPU); the verdict cpu-bound. The peak, not the last step's average: a slow hour reached the knee at the
+    second step (20 users), which broke the SLO within seconds, and that short step's 30 s windows averaged in the
+    step before (0.55 against the first step's 0.20, while the peak read 0.80)."""
     baseline = experiment("baseline")
     cpu = [step.cpu_utilization for step in baseline.steps if step.cpu_utilization is not None]
-    assert cpu[-1] > 3 * cpu[0]
     assert peak(baseline, "cpu_utilization") > 0.75
+    assert peak(baseline, "cpu_utilization") > 3 * cpu[0]
     steps = measured_steps(baseline)
     assert (baseline.breaking_point or {}).get("breaking_step"), "the plan never took baseline past its knee"
     assert steps[-1]["p50_ms"] > 3 * steps[0]["p50_ms"], steps
