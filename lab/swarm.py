@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ def prometheus_config(source: Path = PROMETHEUS_CONFIG) -> dict[str, Any]:
     """prometheus/prometheus.yml for a swarm: every DNS-discovered service by Swarm's name for its tasks
     (`tasks.api`: one A record per task, whatever the service's endpoint mode)."""
     config = yaml.safe_load(source.read_text())
-    config["rule_files"] = [str(pattern) for pattern in config.get("rule_files", [])]
     for job in config["scrape_configs"]:
         for discovery in job.get("dns_sd_configs", []):
             discovery["names"] = [f"tasks.{name}" for name in discovery["names"]]
@@ -117,7 +116,6 @@ class SwarmLab(Lab):
     """One stack of the lab on this swarm; its services are `<stack>_<service>`."""
 
     stack: str = STACK
-    env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = ()
 
     def service(self, name: str) -> str:
@@ -205,7 +203,6 @@ def swarm_lab(stack: str, reports: Path, grafana: bool | None = None, **knobs: s
         api_url=f"http://127.0.0.1:{env['API_PORT']}",
         grafana_url=f"http://127.0.0.1:{env['GRAFANA_PORT']}" if "grafana" in services else None,
         stack=stack,
-        env=env,
         services=tuple(services),
     )
     try:

@@ -30,6 +30,7 @@ def test_a_native_experiment_reports_the_blocked_event_loop_and_profiles_its_sle
     assert report.peaks["event_loop_lag"] > 0.1
     assert report.verdict == "event-loop-blocked"
     assert "**Verdict under load: event-loop-blocked**" in summary.read_text()
+    assert "| CPU against the limit (1 core) |" in summary.read_text()
     assert (summary.parent / "timeline.png").is_file()
     assert report.profile, "the runner took no flame graph of the breaking step"
     assert Path(report.profile["svg"]).parent == summary.parent
