@@ -97,6 +97,16 @@ class LocustScreen:
     def statistics(self) -> list[dict[str, str]]:
         """The statistics table's rows, each a dict by column heading (the Aggregated row included)."""
         self.tab("Statistics")
+        return self.table()
+
+    def failures(self) -> list[dict[str, str]]:
+        """The Failures tab's rows (# Failures, Method, Name, Message, First Seen, Last Seen); call it once the
+        statistics count a failure, since the tab draws no table before."""
+        self.tab("Failures")
+        return self.table()
+
+    def table(self) -> list[dict[str, str]]:
+        """The open tab's table, each row a dict by column heading."""
         table = self.page.locator("table").first
         table.wait_for()
         heads = [cell.inner_text().strip() for cell in table.locator("thead th").all()]

@@ -95,8 +95,8 @@ def test_a_swarm_started_from_locusts_form_is_counted_on_its_screens_and_prometh
     lab: ComposeLab, chromium
 ):
     """As a learner: Locust's form with the lab's fields and defaults, Start; the statistics fill without
-    failures, the charts draw, the header counts both workers; Prometheus' pages show every target up and the
-    verdict's alert with its summary; Stop."""
+    errors (only responses slower than the SLO may fail), the charts draw, the header counts both workers;
+    Prometheus' pages show every target up and the verdict's alert with its summary; Stop."""
     locust = LocustScreen(new_page(chromium, lab.locust_url))
     every_target_up = {"balancer": (1, 1), "locust": (1, 1), "model-api": (2, 2), "prometheus": (1, 1)}
     try:

@@ -71,9 +71,10 @@ def test_a_swarm_started_from_locusts_form_fills_its_screens_and_prometheus_show
     native, locust, chromium
 ):
     """The first test: a learner's swarm, in Debian's chromium. Locust's form shows the lab's fields with their
-    defaults; users and spawn rate filled, Start: the statistics fill without failures, the charts draw, the
-    header counts both workers. Prometheus' pages show every target up and the verdict's alert with its summary.
-    The swarm goes on for the tests that follow; the last one presses Stop."""
+    defaults; users and spawn rate filled, Start: the statistics fill without errors (a response slower than the
+    SLO, on a busy machine, is the only failure allowed), the charts draw, the header counts both workers.
+    Prometheus' pages show every target up and the verdict's alert with its summary. The swarm goes on for the
+    tests that follow; the last one presses Stop."""
     screens.check_a_swarm_from_the_form(
         locust, native, chromium, {"locust": (1, 1), "model-api": (1, 1), "prometheus": (1, 1)},
         LOCUST_WORKERS, USERS, SPAWN_RATE, form_overrides={"wait_max": WAIT_MAX},

@@ -9,6 +9,7 @@ from lab.errors import LabError, MissingTool, WaitTimeout
 from lab.polling import wait_for
 from lab.stack import Lab
 from lab_locust.options import OPTIONS
+from model_api.vocabulary import SLOWER_THAN_SLO
 from tests.support.tools import skip_or_fail
 
 
@@ -35,10 +36,17 @@ def check_the_start_form_shows_the_labs_fields_with_their_defaults(
             assert float(values[camel(name)]) == float(expected), (name, values[camel(name)])
 
 
-def check_the_statistics(rows: list[dict[str, str]]) -> None:
+def check_the_statistics(locust: LocustScreen, rows: list[dict[str, str]]) -> None:
+    """The statistics name /classify and the Aggregated row, and no request failed but by being slower than the
+    SLO: the lab answers every request, though a shared machine's pause may hold one past 1 s (a browser, Locust,
+    Prometheus and the API on 2 cores). Such failures, if any, must be in the Failures tab with that message."""
     names = {row["Name"] for row in rows}
     assert {"/classify", "Aggregated"} <= names, names
-    assert all(row["# Fails"] == "0" for row in rows), rows
+    if all(row["# Fails"] == "0" for row in rows):
+        return
+    failures = wait_for(lambda: locust.failures() or None, 30, "the Failures tab to list the failures", interval=1)
+    errors = [row for row in failures if SLOWER_THAN_SLO not in row.get("Message", "")]
+    assert not errors, (errors, rows)
 
 
 def check_a_swarm_from_the_form(
@@ -52,11 +60,11 @@ def check_a_swarm_from_the_form(
     form_overrides: dict[str, float] | None = None,
 ) -> None:
     """A learner's swarm: Locust's form shows the lab's fields with their defaults; users and spawn rate filled,
-    Start: the statistics fill without failures, the charts draw, the header counts the `workers`.
-    Prometheus' targets page shows `every_target_up`, and its alerts page the verdict's alert with its summary.
-    The swarm goes on."""
+    Start: the statistics fill without errors (a failure only by a response slower than the SLO), the charts
+    draw, the header counts the `workers`. Prometheus' targets page shows `every_target_up`, and its alerts page
+    the verdict's alert with its summary. The swarm goes on."""
     check_the_start_form_shows_the_labs_fields_with_their_defaults(locust, form_overrides)
-    check_the_statistics(locust.swarm(users, workers, spawn_rate=spawn_rate))
+    check_the_statistics(locust, locust.swarm(users, workers, spawn_rate=spawn_rate))
     assert locust.header()["Workers"] == str(workers)
     assert locust.charts_drawn() >= 3  # requests per second, response times, users
 
