@@ -109,7 +109,15 @@ def rules(kind: str) -> list[dict]:
 
 
 def recorded_series() -> list[str]:
-    return [rule["record"] for rule in rules("record")]
+    """The signals the lab's rules record, named level:metric:operation; not the raw series of other servers that
+    servers.yml renames into the lab's (`renamed_series`), which the lab's own API has no data for."""
+    return [rule["record"] for rule in rules("record") if ":" in rule["record"]]
+
+
+def renamed_series() -> list[str]:
+    """The series servers.yml records from another server's (BentoML's, the host exporters'), under the raw names
+    the lab's API gives the same measurements."""
+    return [rule["record"] for rule in rules("record") if ":" not in rule["record"]]
 
 
 def alerts() -> dict[str, dict]:

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from lab.paths import RULES_DIR
-from lab.prometheus import recorded_series
+from lab.prometheus import recorded_series, renamed_series
+from model_api.metrics import all_family_names
 from prometheus.native import COMPOSE_CONFIG, COMPOSE_ONLY_JOBS, native_config
 from tests.support.tools import promtool
 
@@ -47,6 +48,16 @@ def test_the_rules_pass_promtool_and_follow_the_naming_convention():
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert all(record.count(":") == 2 for record in RECORDS), RECORDS
+
+
+def test_every_series_servers_yml_renames_is_one_the_labs_api_exposes_under_that_name():
+    """What servers.yml records from another server is named as the lab's API names the same measurement (a
+    histogram's _bucket, _sum and _count included), so that the lab's rules read it as their own."""
+    families = set(all_family_names())
+    renamed = renamed_series()
+    assert renamed, "servers.yml renames nothing"
+    unknown = [name for name in renamed if re.sub(r"_(bucket|sum|count)$", "", name) not in families]
+    assert not unknown, unknown
 
 
 @pytest.mark.parametrize("tests", sorted((RULES_DIR / "tests").glob("*_test.yml")), ids=lambda path: path.name)
