@@ -24,7 +24,7 @@ from benchmarks.model_runtimes import RuntimeComparison
 from benchmarks.scrape import TARGET_SCRAPE_MS, ScrapeResult
 from benchmarks.wrk import Wrk, WrkResult, write_lua
 from lab.api import RunningApi
-from lab.bentoml_service import classify_body, running_bentoml
+from lab.bentoml_service import MODEL_SERVICE, classify_body, running_bentoml
 from lab.errors import LabError
 from lab.markdown import table
 from lab.paths import BIN, REPO
@@ -137,12 +137,14 @@ def _point(bench: Bench, name: str, start: Callable[[], object], path: str = "/c
 
 
 def _bentoml_row(bench: Bench) -> Row:
-    """BentoML's service on the same model and core, with its adaptive batching; its body is a list of one
-    applicant, so its wrk script is its own."""
+    """BentoML's batchable model service (CreditModel, without the course-shaped API in front of it) on the same
+    model and core, with its adaptive batching; its body is a list of one applicant, so its wrk script is its own."""
     script = write_lua(bench.workdir, "bentoml-applicant", classify_body(COURSE_APPLICANT))
     on_bentoml = replace(bench, wrk=Wrk(bench.wrk.env, {"/classify": script}))
     try:
-        with running_bentoml(bench.workdir, bench.options.model_dir, SERVER_CORE, **BENTOML_ARGUMENTS) as service:
+        with running_bentoml(
+            bench.workdir, bench.options.model_dir, SERVER_CORE, MODEL_SERVICE, **BENTOML_ARGUMENTS
+        ) as service:
             progress(f"serving path: {BENTOML}")
             return Row(BENTOML, on_bentoml.measure(BENTOML, service, "/classify", CONNECTIONS, CLIENT_CORE))
     except LabError as error:

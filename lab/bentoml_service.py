@@ -1,7 +1,9 @@
 """The BentoML service (services/bentoml/) on a free 127.0.0.1 port, the way `make bentoml` starts it: from its own
 virtualenv, pinned to a core if asked, ready when BentoML's /readyz says so, stopped gracefully.
 
-Its `POST /classify` takes a JSON list of the lab's applicants and answers a list of decisions (`classify_body`).
+`CreditRisk` (what `make bentoml` serves) takes one applicant at `POST /classify`, as the course's service does,
+and answers one decision; `CreditModel` (the batchable model behind it, which the benchmarks serve alone) takes
+a JSON list of the lab's applicants and answers a list of decisions (`classify_body`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from lab.ports import free_port
 from lab.processes import clean_env, pinned, stop
 
 READY_TIMEOUT = 90.0  # BentoML's import, its worker's start, the model's load and warm-up: 5-10 s on 2 cores
+API_SERVICE = "CreditRisk"  # one applicant in, one decision out: the course's shape, and `make bentoml`'s
+MODEL_SERVICE = "CreditModel"  # the batchable model alone: a list of applicants in, their decisions out
 
 
 def classify_body(applicant: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The service's POST /classify body for one of the lab's applicants (as `model_api.data` makes them): a list of
+    """CreditModel's POST /classify body for one of the lab's applicants (as `model_api.data` makes them): a list of
     one, since a batchable BentoML API takes a batch from each request. The answer is a list of one decision."""
     return [dict(applicant)]
 
@@ -38,14 +42,17 @@ def bentoml_program() -> Path:
     return program
 
 
-def start_bentoml(workdir: Path, model_dir: Path, cores: int | str | None = None, **arguments: int) -> RunningApi:
-    """Launch `bentoml serve` as `make bentoml` does (on the given CPU cores, if any), not yet ready. `arguments` are
-    the service's BentoML arguments (workers, max_batch_size, max_latency_ms); LAB_ knobs of the caller are dropped."""
+def start_bentoml(
+    workdir: Path, model_dir: Path, cores: int | str | None = None, service: str = API_SERVICE, **arguments: int
+) -> RunningApi:
+    """Launch `bentoml serve` of `service` as `make bentoml` does (on the given CPU cores, if any), not yet ready.
+    `arguments` are the service's BentoML arguments (workers, max_batch_size, max_latency_ms); LAB_ knobs of the
+    caller are dropped."""
     program = bentoml_program()
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"bentoml-{port}.log"
-    command = [str(program), "serve", "service:CreditRisk", "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(program), "serve", f"service:{service}", "--host", "127.0.0.1", "--port", str(port)]
     command += [f"--arg={name}={value}" for name, value in arguments.items()]
     process = subprocess.Popen(
         pinned(command, cores),
@@ -70,12 +77,12 @@ def wait_ready(service: RunningApi, timeout: float = READY_TIMEOUT) -> None:
 
 @contextmanager
 def running_bentoml(
-    workdir: Path, model_dir: Path, cores: int | str | None = None, **arguments: int
+    workdir: Path, model_dir: Path, cores: int | str | None = None, service: str = API_SERVICE, **arguments: int
 ) -> Iterator[RunningApi]:
-    """The BentoML service serving the models in `model_dir`, ready; SIGTERM (then SIGKILL) when done."""
-    service = start_bentoml(workdir, model_dir, cores, **arguments)
+    """The BentoML `service` serving the models in `model_dir`, ready; SIGTERM (then SIGKILL) when done."""
+    running = start_bentoml(workdir, model_dir, cores, service, **arguments)
     try:
-        wait_ready(service)
-        yield service
+        wait_ready(running)
+        yield running
     finally:
-        stop(service.process)
+        stop(running.process)

@@ -1,12 +1,17 @@
-"""The lab's credit-risk model behind BentoML: `POST /classify`, with BentoML's adaptive batching.
+"""The lab's credit-risk model behind BentoML, in the course's shape: `POST /classify` takes one applicant and
+answers one decision, and BentoML's adaptive batching groups concurrent requests into one model call.
 
 An optional extra in a virtualenv of its own (`make bentoml-install`), so that the lab never depends on BentoML;
 `make bentoml` serves it on 127.0.0.1:3000. It serves the model the lab trains (LAB_MODEL_DIR, else
 services/model-api/artifacts), checked, validated and decided by the lab's own code, so that it answers an
 applicant exactly as the lab's `/classify` does and a benchmark compares the servers, not the models.
 
-The body is a JSON list of the lab's applicants, `[{"seniority": 3, ...}]`, and the answer a list of decisions in
-the same order: a batchable BentoML API takes a batch from each request and concatenates them into one call.
+Two services, as BentoML 1.2+ batches one-object requests (the course's runner did the same in BentoML 1.0):
+`CreditRisk`, the API a client calls (and the course's locustfile, unmodified), hands each applicant to
+`CreditModel`, a batchable API whose body is a JSON list of applicants and whose answer is the list of their
+decisions, run in a worker process of its own; BentoML merges the concurrent calls into one list. The benchmarks
+serve `CreditModel` alone (`bentoml serve service:CreditModel`), a list of one applicant per request: the batching
+without the hop between the two processes.
 
 BentoML's knobs are its arguments: `bentoml serve service:CreditRisk --arg workers=2 --arg max_batch_size=32`.
 """
@@ -32,7 +37,8 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 class Arguments(BaseModel):
     """BentoML's own knobs, given as `--arg name=value` to `bentoml serve`; the lab's come from its LAB_ variables."""
 
-    # One worker process, like one gunicorn worker: the benchmark compares one core with one core.
+    # The model's worker processes (CreditModel's), each a core: one, like one gunicorn worker, so that the
+    # benchmark compares one core with one core.
     workers: int = Field(1, ge=1)
     # Requests in one model call at most: the lab's own batcher's default (LAB_BATCH_MAX_SIZE), since a forest
     # costs about as much for 64 rows as for 1.
@@ -51,8 +57,8 @@ SETTINGS = Settings()
     threads=1,  # the one thread that runs the model: batching, not threads, is what helps a CPU-bound forest
     envs=[{"name": name, "value": str(SETTINGS.blas_threads)} for name in THREAD_VARIABLES],
 )
-class CreditRisk:
-    """Credit risk: the probability that each applicant defaults, and the decision it leads to."""
+class CreditModel:
+    """The model, batched: the probability that each applicant defaults, and the decision it leads to."""
 
     def __init__(self) -> None:
         # In each worker, before /readyz says yes: the lab's version check, then its pipeline (DictVectorizer + forest).
@@ -77,3 +83,16 @@ class CreditRisk:
             CreditDecision.of(probability, SETTINGS.approve_below, SETTINGS.decline_from)
             for probability in probabilities.tolist()
         ]
+
+
+@bentoml.service(workers=1)  # an async handler that only waits for the model's answer: one process is plenty
+class CreditRisk:
+    """Credit risk, as the course serves it: one applicant in, one decision out."""
+
+    model = bentoml.depends(CreditModel)
+
+    @bentoml.api(route="/classify")
+    async def classify(self, applicant: CreditApplicant, /) -> CreditDecision:
+        """The applicant's decision, from a model call BentoML shares with the requests that arrived with it."""
+        (decision,) = await self.model.to_async.classify([applicant])
+        return decision
