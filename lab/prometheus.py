@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,13 +75,16 @@ class RunningPrometheus(PrometheusClient):
 
 
 @contextmanager
-def running_prometheus(workdir: Path, api: list[str], locust: str) -> Iterator[RunningPrometheus]:
+def running_prometheus(
+    workdir: Path, api: list[str], locust: str, config_for: Callable[[str], dict[str, Any]] | None = None
+) -> Iterator[RunningPrometheus]:
     """Debian's Prometheus with the native config generated from prometheus/prometheus.yml, scraping the APIs
-    and the Locust exporter at these host:port addresses."""
+    and the Locust exporter at these host:port addresses; or with `config_for(its own host:port)`."""
     binary = find_tool("prometheus", "prometheus")
     port = free_port()
     config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(native_config(api, locust, f"127.0.0.1:{port}")))
+    me = f"127.0.0.1:{port}"
+    config.write_text(yaml.safe_dump(config_for(me) if config_for else native_config(api, locust, me)))
     log = workdir / "prometheus.log"
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",

@@ -4,12 +4,14 @@
 
 Same jobs, intervals and rules as the compose lab; only the targets change: the API's DNS discovery becomes
 static 127.0.0.1 targets (one per native API port), and the rule files become absolute paths. The balancer
-(HAProxy) runs only in the compose lab, so its job is left out.
+(HAProxy) runs only in the compose lab, so its job is left out. A lab pointed at a learner's own service
+(`own_api_config`) is derived the same way from prometheus/own-api.yml.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +19,46 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 COMPOSE_CONFIG = HERE / "prometheus.yml"
+OWN_API_CONFIG = HERE / "own-api.yml"  # the lab pointed at a learner's own service (own-api.yaml)
 COMPOSE_ONLY_JOBS = {"balancer"}  # HAProxy in front of the API replicas: there is none natively
 
 
-def native_config(api: list[str], locust: str, prometheus: str, source: Path = COMPOSE_CONFIG) -> dict[str, Any]:
-    """The compose config with 127.0.0.1 targets: `api` is one host:port per API, the others one each."""
+def static_config(targets: Mapping[str, Sequence[str]], source: Path) -> dict[str, Any]:
+    """`source` with every job's targets static (`targets` by job name) and its rule files absolute; the
+    balancer's job is left out, and any job `targets` does not name is an error."""
     config = yaml.safe_load(source.read_text())
     config["rule_files"] = [str((source.parent / pattern).resolve()) for pattern in config.get("rule_files", [])]
-    targets = {"model-api": api, "locust": [locust], "prometheus": [prometheus]}
     jobs = []
     for job in config["scrape_configs"]:
         if job["job_name"] in COMPOSE_ONLY_JOBS:
             continue
         if job["job_name"] not in targets:
             raise ValueError(f"{source} has a job this script does not know: {job['job_name']}")
-        job.pop("dns_sd_configs", None)
-        job["static_configs"] = [{"targets": targets[job["job_name"]]}]
+        for discovery in ("dns_sd_configs", "file_sd_configs"):
+            job.pop(discovery, None)
+        job["static_configs"] = [{"targets": list(targets[job["job_name"]])}]
         jobs.append(job)
     config["scrape_configs"] = jobs
+    return config
+
+
+def native_config(api: list[str], locust: str, prometheus: str, source: Path = COMPOSE_CONFIG) -> dict[str, Any]:
+    """The compose config with 127.0.0.1 targets: `api` is one host:port per API, the others one each."""
+    return static_config({"model-api": api, "locust": [locust], "prometheus": [prometheus]}, source)
+
+
+def own_api_config(
+    target: str, locust: str, prometheus: str, node: str, process: str, metrics_path: str = "/metrics"
+) -> dict[str, Any]:
+    """own-api.yml with static targets: `target` is the service's URL (its scheme and address are the target job's,
+    as prometheus/own-api.sh writes them in the container), the others host:port."""
+    scheme, address = target.split("://", 1)
+    config = static_config(
+        {"target": [address.split("/", 1)[0]], "node": [node], "process": [process], "locust": [locust],
+         "prometheus": [prometheus]},
+        OWN_API_CONFIG,
+    )  # fmt: skip
+    config["scrape_configs"][0].update(scheme=scheme, metrics_path=metrics_path)
     return config
 
 

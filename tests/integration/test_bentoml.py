@@ -1,5 +1,7 @@
 """The BentoML service (services/bentoml/) started natively from its own virtualenv, as `make bentoml` runs it: it
-answers /classify as the lab's model does in-process, and BentoML's adaptive batching groups concurrent requests.
+answers /classify as the lab's model does in-process, one applicant per request as the course's service does, and
+BentoML's adaptive batching groups concurrent requests. The batchable model service behind it, which the benchmarks
+serve alone, answers a list of applicants in its order.
 
 Skipped without .venv-bentoml (`make bentoml-install`), unless LAB_REQUIRE_BENTOML=1 makes that a failure."""
 
@@ -12,7 +14,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from lab.bentoml_service import classify_body, running_bentoml
+from lab.bentoml_service import MODEL_SERVICE, classify_body, running_bentoml
 from lab.exposition import parse, total
 from model_api import data
 from model_api.models import load_models
@@ -32,7 +34,15 @@ def bentoml_installed() -> None:
 
 @pytest.fixture(scope="module")
 def service(bentoml_installed, tmp_path_factory, model_dir):  # installed first: skip before training the models
+    """`make bentoml`'s service: CreditRisk, and the CreditModel it depends on in a process of its own."""
     with running_bentoml(tmp_path_factory.mktemp("bentoml"), model_dir) as running:
+        yield running
+
+
+@pytest.fixture
+def model_service(bentoml_installed, tmp_path, model_dir):
+    """CreditModel alone, as the benchmarks serve it."""
+    with running_bentoml(tmp_path, model_dir, service=MODEL_SERVICE) as running:
         yield running
 
 
@@ -48,8 +58,8 @@ def lab_answers(model_dir):
     return answers
 
 
-def classify(url: str, applicants: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    response = httpx2.post(f"{url}/classify", json=applicants, timeout=30)
+def classify(url: str, body: Any) -> Any:
+    response = httpx2.post(f"{url}/classify", json=body, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -69,16 +79,20 @@ def batch_sizes(service) -> tuple[float, float]:
 def test_classify_answers_each_applicant_with_the_labs_probability_and_decision(service, lab_answers):
     applicants = list(islice(data.applicants(seed=7), 6))  # the course's applicant, then five drawn ones
 
-    answered = [classify(service.url, classify_body(applicant))[0] for applicant in applicants]
+    answered = [classify(service.url, applicant) for applicant in applicants]  # the course's body: one applicant
 
     assert answered[0] == {"default_probability": 0.3548, "decision": "MAYBE"}  # as the README's curl shows
     assert_same_answers(answered, lab_answers(applicants))
 
 
-def test_a_list_of_applicants_in_one_request_is_answered_in_its_order(service, lab_answers):
+def test_the_model_service_alone_answers_a_list_of_applicants_in_its_order(model_service, lab_answers):
     applicants = list(islice(data.applicants(seed=8), 1, 5))
 
-    answered = classify(service.url, applicants)
+    answered = classify(model_service.url, applicants)
+    one = classify(model_service.url, classify_body(applicants[0]))
+
+    assert_same_answers(answered, lab_answers(applicants))
+    assert one == answered[:1]
 
     assert_same_answers(answered, lab_answers(applicants))
 
@@ -90,7 +104,7 @@ def test_32_concurrent_requests_are_all_answered_correctly_and_batched_more_than
     calls_before, requests_before = batch_sizes(service)
 
     with ThreadPoolExecutor(max_workers=len(applicants)) as pool:
-        answered = list(pool.map(lambda applicant: classify(service.url, classify_body(applicant))[0], applicants))
+        answered = list(pool.map(lambda applicant: classify(service.url, applicant), applicants))
 
     calls_after, requests_after = batch_sizes(service)
     assert_same_answers(answered, lab_answers(applicants))

@@ -11,7 +11,7 @@ import yaml
 from lab.paths import RULES_DIR
 from lab.prometheus import recorded_series, renamed_series
 from model_api.metrics import all_family_names
-from prometheus.native import COMPOSE_CONFIG, COMPOSE_ONLY_JOBS, native_config
+from prometheus.native import COMPOSE_CONFIG, COMPOSE_ONLY_JOBS, OWN_API_CONFIG, native_config, own_api_config
 from tests.support.tools import promtool
 
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
@@ -22,8 +22,21 @@ def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_the_compose_config_passes_promtool():
-    done = run_promtool("check", "config", str(COMPOSE_CONFIG))
+@pytest.mark.parametrize("config", [COMPOSE_CONFIG, OWN_API_CONFIG], ids=lambda path: path.name)
+def test_the_compose_configs_pass_promtool(config):
+    done = run_promtool("check", "config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_generated_native_own_api_config_passes_promtool(tmp_path):
+    config = own_api_config(
+        "http://127.0.0.1:3000", "127.0.0.1:9646", "127.0.0.1:9090", "127.0.0.1:9100", "127.0.0.1:9256"
+    )
+    path = tmp_path / "own-api.yml"
+    path.write_text(yaml.safe_dump(config))
+
+    done = run_promtool("check", "config", str(path))
+
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -45,3 +45,9 @@ def bentoml() -> Path:
         return bentoml_program()
     except MissingVirtualenv as missing:
         skip_or_fail(missing, "LAB_REQUIRE_BENTOML")
+
+
+def host_exporters() -> None:
+    """Debian's node and process exporters (a lab pointed at another service runs them), else skip or fail."""
+    for package in ("prometheus-node-exporter", "prometheus-process-exporter"):
+        require(package, package, "LAB_REQUIRE_PROMETHEUS")

@@ -150,5 +150,5 @@ def test_the_locust_master_is_interrupted_on_stop_so_it_writes_its_html_report()
     master = COMPOSE["services"]["locust-master"]
     assert master["stop_signal"] == "SIGINT"
     assert "--html /home/locust/reports/" in master["command"]
-    assert "-H http://balancer:8000" in master["command"], "Locust targets the balancer, not one replica"
+    assert master["environment"]["LOCUST_HOST"] == "http://balancer:8000", "Locust targets the balancer, not a replica"
     assert master["entrypoint"] == ["lab-locust"], "the launcher that keeps the master up when reports/ is locked"
