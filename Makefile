@@ -52,6 +52,9 @@ BENTOML_DIR := services/bentoml
 BENTOML_VENV := .venv-bentoml
 BENTOML_LAB_PINS := joblib|numpy|pydantic|pydantic-core|pydantic-settings|scikit-learn|scipy|threadpoolctl
 BENTOML_PORT ?= 3000
+# 127.0.0.1: this machine only. For the lab's containers to reach it (own-api.yaml) on Linux, the docker0 address
+# (docs/own-api.md); 0.0.0.0 opens it to your network as well.
+BENTOML_HOST ?= 127.0.0.1
 BENTOML_ARGS ?=
 
 bentoml-install: $(BENTOML_VENV)/.installed ## create .venv-bentoml with BentoML for services/bentoml (about a minute)
@@ -65,9 +68,9 @@ $(BENTOML_VENV)/.installed: $(BENTOML_DIR)/requirements.txt $(API_DIR)/pyproject
 	touch $@
 
 # No usage reports to BentoML, and its home (models, logs) in the virtualenv rather than ~/bentoml.
-bentoml: bentoml-install $(ARTIFACTS) ## the BentoML service in the foreground on 127.0.0.1:$BENTOML_PORT (BENTOML_ARGS="--arg workers=2")
+bentoml: bentoml-install $(ARTIFACTS) ## the course-style BentoML service in the foreground on $BENTOML_HOST:$BENTOML_PORT (BENTOML_ARGS="--arg workers=2")
 	cd $(BENTOML_DIR) && BENTOML_DO_NOT_TRACK=true BENTOML_HOME=$(CURDIR)/$(BENTOML_VENV)/home \
-		$(CURDIR)/$(BENTOML_VENV)/bin/bentoml serve service:CreditRisk --host 127.0.0.1 --port $(BENTOML_PORT) $(BENTOML_ARGS)
+		$(CURDIR)/$(BENTOML_VENV)/bin/bentoml serve service:CreditRisk --host $(BENTOML_HOST) --port $(BENTOML_PORT) $(BENTOML_ARGS)
 
 # Retrained whenever the installed packages or the training code change: artifacts are tied to one scikit-learn
 # version, and the API refuses a folder that lacks what training now writes (the ONNX files, say).

@@ -43,16 +43,21 @@ def bentoml_program() -> Path:
 
 
 def start_bentoml(
-    workdir: Path, model_dir: Path, cores: int | str | None = None, service: str = API_SERVICE, **arguments: int
+    workdir: Path,
+    model_dir: Path,
+    cores: int | str | None = None,
+    service: str = API_SERVICE,
+    host: str = "127.0.0.1",
+    **arguments: int,
 ) -> RunningApi:
-    """Launch `bentoml serve` of `service` as `make bentoml` does (on the given CPU cores, if any), not yet ready.
-    `arguments` are the service's BentoML arguments (workers, max_batch_size, max_latency_ms); LAB_ knobs of the
-    caller are dropped."""
+    """Launch `bentoml serve` of `service` on `host` as `make bentoml` does (on the given CPU cores, if any), not
+    yet ready. `arguments` are the service's BentoML arguments (workers, max_batch_size, max_latency_ms); LAB_
+    knobs of the caller are dropped."""
     program = bentoml_program()
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"bentoml-{port}.log"
-    command = [str(program), "serve", f"service:{service}", "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(program), "serve", f"service:{service}", "--host", host, "--port", str(port)]
     command += [f"--arg={name}={value}" for name, value in arguments.items()]
     process = subprocess.Popen(
         pinned(command, cores),
@@ -63,7 +68,7 @@ def start_bentoml(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    return RunningApi(f"http://127.0.0.1:{port}", process, log, name="bentoml serve")
+    return RunningApi(f"http://{host}:{port}", process, log, name="bentoml serve")
 
 
 def wait_ready(service: RunningApi, timeout: float = READY_TIMEOUT) -> None:
@@ -77,10 +82,15 @@ def wait_ready(service: RunningApi, timeout: float = READY_TIMEOUT) -> None:
 
 @contextmanager
 def running_bentoml(
-    workdir: Path, model_dir: Path, cores: int | str | None = None, service: str = API_SERVICE, **arguments: int
+    workdir: Path,
+    model_dir: Path,
+    cores: int | str | None = None,
+    service: str = API_SERVICE,
+    host: str = "127.0.0.1",
+    **arguments: int,
 ) -> Iterator[RunningApi]:
-    """The BentoML `service` serving the models in `model_dir`, ready; SIGTERM (then SIGKILL) when done."""
-    running = start_bentoml(workdir, model_dir, cores, service, **arguments)
+    """The BentoML `service` on `host` serving the models in `model_dir`, ready; SIGTERM (then SIGKILL) when done."""
+    running = start_bentoml(workdir, model_dir, cores, service, host, **arguments)
     try:
         wait_ready(running)
         yield running

@@ -21,6 +21,9 @@ from lab.stack import Lab
 
 GRAFANA_IMAGE = "grafana/grafana:13.1.0"
 CORE_SERVICES = ("api", "balancer", "prometheus", "locust-master", "locust-worker")
+# own-api.yaml's: the lab without its API and balancer, with the host's exporters (naming a service of the profile
+# "lab-api" would start it).
+OWN_API_SERVICES = ("prometheus", "locust-master", "locust-worker", "node-exporter", "process-exporter")
 
 
 @dataclass
@@ -103,11 +106,15 @@ def lab_environment(reports: Path, **knobs: str) -> dict[str, str]:
 
 
 def compose_project(
-    project: str, reports: Path, files: Sequence[str] = ("compose.yaml",), grafana: bool | None = None, **knobs: str
+    project: str,
+    reports: Path,
+    files: Sequence[str] = ("compose.yaml",),
+    grafana: bool | None = None,
+    services: Sequence[str] = CORE_SERVICES,
+    **knobs: str,
 ) -> ComposeLab:
     """A compose project of the lab on free 127.0.0.1 ports, not started yet; `project` gets this process's id.
-
-    Grafana joins when `grafana` is True, or when None and its image is present.
+    `up` starts `services`, and Grafana when `grafana` is True, or when None and its image is present.
     """
     problem = docker_problem()
     if problem:
@@ -119,11 +126,12 @@ def compose_project(
         locust_url=f"http://127.0.0.1:{env['LOCUST_PORT']}",
         reports=reports,
         api_url=f"http://127.0.0.1:{env['API_PORT']}",
+        target=knobs.get("LAB_TARGET", ComposeLab.target),  # own-api.yaml's: another service, not the balancer
         grafana_url=f"http://127.0.0.1:{env['GRAFANA_PORT']}" if with_grafana else None,
         project=f"{project}-{os.getpid()}",
         files=list(files),
         env=env,
-        services=[*CORE_SERVICES, *(["grafana"] if with_grafana else [])],
+        services=[*services, *(["grafana"] if with_grafana else [])],
     )
 
 
@@ -135,15 +143,16 @@ def compose_lab(
     grafana: bool | None = None,
     scale: dict[str, int] | None = None,
     overrides: Sequence[Path] = (),
+    services: Sequence[str] = CORE_SERVICES,
     **knobs: str,
 ) -> Iterator[ComposeLab]:
-    """`docker compose up` of the lab (with `scenario`'s override, then `overrides`) on free ports
+    """`docker compose up` of the lab's `services` (with `scenario`'s override, then `overrides`) on free ports
     (compose_project); `down -v` at the end."""
     files = [
         "compose.yaml", *([f"scenarios/{scenario_file(scenario).name}"] if scenario else []),
         *(str(path.resolve()) for path in overrides),
     ]  # fmt: skip
-    lab = compose_project(project, reports, files, grafana, **knobs)
+    lab = compose_project(project, reports, files, grafana, services, **knobs)
     scales = [arg for name, count in (scale or {}).items() for arg in ("--scale", f"{name}={count}")]
     try:
         lab.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300", *scales, *lab.services, timeout=900)
