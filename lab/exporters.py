@@ -72,15 +72,33 @@ def running_exporter(workdir: Path, name: str, command: list[str], listen_flag: 
         stop(process)
 
 
+def cpu_limit_textfile(cpus: float) -> str:
+    """The node exporter's textfile for LAB_TARGET_CPUS, as exporters/start-node-exporter.sh writes it."""
+    if cpus <= 0:
+        raise LabError(f"LAB_TARGET_CPUS={cpus}: the cores the service may use, more than 0")
+    return (
+        "# HELP lab_target_cpu_limit_cores The cores the service under test may use (LAB_TARGET_CPUS).\n"
+        f"# TYPE lab_target_cpu_limit_cores gauge\nlab_target_cpu_limit_cores {cpus:g}\n"
+    )
+
+
 @contextmanager
-def host_exporters(workdir: Path, pattern: str | None = None) -> Iterator[tuple[RunningExporter, RunningExporter]]:
-    """The node exporter and the process exporter (the service's processes: command lines matching `pattern`,
+def host_exporters(
+    workdir: Path, pattern: str | None = None, cpus: float | None = None
+) -> Iterator[tuple[RunningExporter, RunningExporter]]:
+    """The node exporter (with the service's CPU limit, `cpus` cores, when given: else its CPU is judged against the
+    host's cores) and the process exporter (the service's processes: command lines matching `pattern`,
     own-api.yaml's default if None), both answering."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "process-exporter.yml"
     config.write_text(process_exporter_config(pattern or default_target_process()))
+    textfiles = workdir / "textfile"
+    textfiles.mkdir(exist_ok=True)
+    if cpus is not None:
+        (textfiles / "lab_target.prom").write_text(cpu_limit_textfile(cpus))
     node = [find_tool("prometheus-node-exporter", "prometheus-node-exporter"), "--collector.disable-defaults",
-            *(f"--collector.{name}" for name in NODE_COLLECTORS)]  # fmt: skip
+            *(f"--collector.{name}" for name in NODE_COLLECTORS), "--collector.textfile",
+            f"--collector.textfile.directory={textfiles}"]  # fmt: skip
     process = [find_tool("prometheus-process-exporter", "prometheus-process-exporter"), "-config.path", str(config),
                "-threads=false"]  # fmt: skip
     with (

@@ -27,19 +27,23 @@ def own_api_lab(
     process_pattern: str | None = None,
     metrics_path: str = "/metrics",
     locust_cores: str | None = None,
+    target_cpus: float | None = None,
 ) -> Iterator[NativeLab]:
-    """Locust against `target` (a URL; on `locust_cores`, if given), the exporters (the service's processes matched
-    by `process_pattern`, own-api.yaml's default if None) and Prometheus. The service is the caller's, running."""
+    """Locust against `target` (a URL; on `locust_cores`, if given), its workers connected, the exporters (the
+    service's processes matched by `process_pattern`, own-api.yaml's default if None; its CPU limit `target_cpus`
+    cores, else the host's) and Prometheus. The service is the caller's, running."""
     if not target.startswith(("http://", "https://")):
         raise LabError(f"LAB_TARGET={target!r}: give a URL, http://host:port or https://host:port")
     reports = workdir / "locust"
     with ExitStack() as stack:
-        node, process = stack.enter_context(host_exporters(workdir / "exporters", process_pattern))
+        node, process = stack.enter_context(host_exporters(workdir / "exporters", process_pattern, target_cpus))
         load = stack.enter_context(
             distributed_locust(
                 reports, target, locust_workers, locust_args, locustfile, locust_cores, **(locust_env or {})
             )
         )
+        # Ready to swarm: the master's web UI answers and counts every worker.
+        load.wait(lambda: len(load.stats()["workers"]) == locust_workers, 60, f"{locust_workers} Locust workers")
         locust = host(load.exporter_url)
         prometheus = stack.enter_context(
             running_prometheus(

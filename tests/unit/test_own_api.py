@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lab.errors import LabError
-from lab.exporters import OWN_API_FILE, default_target_process, process_exporter_config
+from lab.exporters import OWN_API_FILE, cpu_limit_textfile, default_target_process, process_exporter_config
 from lab.paths import REPO
 from prometheus.native import COMPOSE_CONFIG, OWN_API_CONFIG, own_api_config
 
@@ -73,3 +73,15 @@ def test_own_api_yaml_starts_neither_the_labs_api_nor_its_balancer_and_points_lo
     for service in ("locust-master", "locust-worker", "prometheus"):
         assert OWN_API[service]["extra_hosts"] == ["host.docker.internal:host-gateway"], service
     assert OWN_API["process-exporter"]["pid"] == "host", "the exporter must see the host's processes"
+
+
+def test_lab_target_cpus_becomes_the_node_exporters_gauge_of_the_services_cpu_limit():
+    text = cpu_limit_textfile(1.5)
+
+    assert text.splitlines()[-1] == "lab_target_cpu_limit_cores 1.5"
+    assert "# TYPE lab_target_cpu_limit_cores gauge" in text
+    script = (REPO / "exporters" / "start-node-exporter.sh").read_text()
+    assert "lab_target_cpu_limit_cores %s" in script, "the container writes the same gauge"
+    assert OWN_API["node-exporter"]["environment"]["LAB_TARGET_CPUS"] == "${LAB_TARGET_CPUS:-}"
+    with pytest.raises(LabError, match="LAB_TARGET_CPUS"):
+        cpu_limit_textfile(0)
