@@ -22,6 +22,7 @@ import pytest
 from grafana.dashboard import DASHBOARD_FILE
 from lab.browser import GrafanaScreen, LocustScreen, firing_verdict_alert, new_page
 from lab.compose import GRAFANA_IMAGE, ComposeLab
+from lab.errors import WaitTimeout
 from lab.exposition import parse, total
 from lab.grafana import panel_queries, panels, template_values
 from lab.paths import REPO
@@ -239,14 +240,20 @@ def test_scaling_locust_workers_as_the_alert_advises_keeps_a_running_swarm_runni
     command = advised_command("LabLoadGeneratorSaturated").replace("locust-worker=N", "locust-worker=4")
     lab.compose(*shlex.split(command)[2:])
 
+    seen: list[list[tuple[str, int]]] = []
+
     def four_workers_sharing_the_users():
         stats = lab.locust_stats()
         # "spawning" while the master rebalances the users onto the new workers; anything else means it stopped
         assert stats["state"] in {"running", "spawning"}, f"the swarm stopped: {stats['state']}"
+        seen.append([(w["state"], w["user_count"]) for w in stats["workers"]])
         running = [w for w in stats["workers"] if w["state"] == "running"]
         return len(running) == 4 and sum(w["user_count"] for w in running) == 12 and stats
 
-    wait_for(four_workers_sharing_the_users, 90, "4 workers running the 12 users", interval=1)
+    try:
+        wait_for(four_workers_sharing_the_users, 90, "4 workers running the 12 users", interval=1)
+    except WaitTimeout as timeout:
+        raise AssertionError(f"{timeout}; the workers (state, users) at the last polls: {seen[-3:]}") from None
     sent = lab.locust_stats()["stats"][-1]["num_requests"]
     wait_for(lambda: lab.locust_stats()["stats"][-1]["num_requests"] > sent + 20, 30, "requests to keep flowing")
     assert lab.locust_stats()["state"] == "running"
