@@ -47,9 +47,6 @@ class RunningExporter:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def metrics(self) -> str:
-        return httpx2.get(f"http://{self.address}/metrics", timeout=10).text
-
 
 @contextmanager
 def running_exporter(workdir: Path, name: str, command: list[str], listen_flag: str) -> Iterator[RunningExporter]:
