@@ -7,5 +7,5 @@ The lab's options (flags, LOCUST_* variables, fields of the UI's start form) are
 docs/load-generator.md; Locust's own `--help` is printed before the locustfile loads, so it does not show them.
 """
 
-from lab_locust import exporter, options, rebalance, rejoin  # noqa: F401  (register options, exporter, rebalancing, rejoining)
+from lab_locust import exporter, options, rejoin  # noqa: F401  (register options, exporter, rejoining)
 from lab_locust.users import CreditRiskUser, HousePriceUser  # noqa: F401
