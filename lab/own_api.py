@@ -12,8 +12,8 @@ from lab.errors import LabError
 from lab.exporters import host_exporters
 from lab.locust import distributed_locust
 from lab.native import NativeLab, host
-from lab.prometheus import running_prometheus
-from prometheus.native import own_api_config
+from lab.prometheus import prometheus_with
+from prometheus.native import own_api_config, target_scheme_and_address
 
 
 @contextmanager
@@ -32,8 +32,10 @@ def own_api_lab(
     """Locust against `target` (a URL; on `locust_cores`, if given), its workers connected, the exporters (the
     service's processes matched by `process_pattern`, own-api.yaml's default if None; its CPU limit `target_cpus`
     cores, else the host's) and Prometheus. The service is the caller's, running."""
-    if not target.startswith(("http://", "https://")):
-        raise LabError(f"LAB_TARGET={target!r}: give a URL, http://host:port or https://host:port")
+    try:
+        target_scheme_and_address(target)  # before anything starts
+    except ValueError as error:
+        raise LabError(str(error)) from None
     reports = workdir / "locust"
     with ExitStack() as stack:
         node, process = stack.enter_context(host_exporters(workdir / "exporters", process_pattern, target_cpus))
@@ -46,11 +48,10 @@ def own_api_lab(
         load.wait(lambda: len(load.stats()["workers"]) == locust_workers, 60, f"{locust_workers} Locust workers")
         locust = host(load.exporter_url)
         prometheus = stack.enter_context(
-            running_prometheus(
-                workdir, [], locust,
-                lambda me: own_api_config(target, locust, me, node.address, process.address, metrics_path),
+            prometheus_with(
+                workdir, lambda me: own_api_config(target, locust, me, node.address, process.address, metrics_path)
             )
-        )  # fmt: skip
+        )
         yield NativeLab(
             prometheus_url=prometheus.url, locust_url=load.web_url, reports=reports, target=target, api_url=target,
             locust_worker_pids=[worker.pid for worker in load.workers],

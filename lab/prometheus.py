@@ -75,16 +75,20 @@ class RunningPrometheus(PrometheusClient):
 
 
 @contextmanager
-def running_prometheus(
-    workdir: Path, api: list[str], locust: str, config_for: Callable[[str], dict[str, Any]] | None = None
-) -> Iterator[RunningPrometheus]:
+def running_prometheus(workdir: Path, api: list[str], locust: str) -> Iterator[RunningPrometheus]:
     """Debian's Prometheus with the native config generated from prometheus/prometheus.yml, scraping the APIs
-    and the Locust exporter at these host:port addresses; or with `config_for(its own host:port)`."""
+    and the Locust exporter at these host:port addresses."""
+    with prometheus_with(workdir, lambda me: native_config(api, locust, me)) as running:
+        yield running
+
+
+@contextmanager
+def prometheus_with(workdir: Path, config_for: Callable[[str], dict[str, Any]]) -> Iterator[RunningPrometheus]:
+    """Debian's Prometheus on a free 127.0.0.1 port, with the config `config_for(its own host:port)` returns."""
     binary = find_tool("prometheus", "prometheus")
     port = free_port()
     config = workdir / "prometheus.yml"
-    me = f"127.0.0.1:{port}"
-    config.write_text(yaml.safe_dump(config_for(me) if config_for else native_config(api, locust, me)))
+    config.write_text(yaml.safe_dump(config_for(f"127.0.0.1:{port}")))
     log = workdir / "prometheus.log"
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",

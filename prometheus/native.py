@@ -47,18 +47,27 @@ def native_config(api: list[str], locust: str, prometheus: str, source: Path = C
     return static_config({"model-api": api, "locust": [locust], "prometheus": [prometheus]}, source)
 
 
+def target_scheme_and_address(target: str) -> tuple[str, str]:
+    """The scheme and host:port of LAB_TARGET, a URL (as prometheus/own-api.sh reads it); ValueError naming the
+    knob when it is not one."""
+    scheme, separator, rest = target.partition("://")
+    if not separator or scheme not in ("http", "https") or not rest.split("/", 1)[0]:
+        raise ValueError(f"LAB_TARGET={target!r}: give a URL, http://host:port or https://host:port")
+    return scheme, rest.split("/", 1)[0]
+
+
 def own_api_config(
     target: str, locust: str, prometheus: str, node: str, process: str, metrics_path: str = "/metrics"
 ) -> dict[str, Any]:
     """own-api.yml with static targets: `target` is the service's URL (its scheme and address are the target job's,
     as prometheus/own-api.sh writes them in the container), the others host:port."""
-    scheme, address = target.split("://", 1)
+    scheme, address = target_scheme_and_address(target)
     config = static_config(
-        {"target": [address.split("/", 1)[0]], "node": [node], "process": [process], "locust": [locust],
-         "prometheus": [prometheus]},
+        {"target": [address], "node": [node], "process": [process], "locust": [locust], "prometheus": [prometheus]},
         OWN_API_CONFIG,
-    )  # fmt: skip
-    config["scrape_configs"][0].update(scheme=scheme, metrics_path=metrics_path)
+    )
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "target"]
+    job.update(scheme=scheme, metrics_path=metrics_path)
     return config
 
 

@@ -33,6 +33,7 @@ from lab.scenarios import api_service
 from model_api.vocabulary import MODEL_ROUTES_REGEX
 from tests.support import screens
 from tests.support.compose import build_images, require_docker, running_lab
+from tests.support.course import COURSE_LOCUSTFILE, COURSE_USER
 
 # The module's lab starts in its first test: the image build on a fresh machine, then compose up.
 pytestmark = pytest.mark.timeout(900)
@@ -310,7 +311,7 @@ def test_a_learners_own_plain_locustfile_runs_in_the_lab_and_is_counted_like_the
     mine.mkdir()
     mine.chmod(0o755)  # read by the container's user, not the test's
     course = mine / "course.py"
-    course.write_text((REPO / "locust" / "examples" / "course_classify.py").read_text())
+    course.write_text(COURSE_LOCUSTFILE.read_text())
     course.chmod(0o644)
     env = {"LOCUST_LOCUSTFILE": "mine/course.py", "LOCUST_MINE": str(mine)}
     served = 'sum(lab_http_requests_total{route="/classify"})'
@@ -319,7 +320,7 @@ def test_a_learners_own_plain_locustfile_runs_in_the_lab_and_is_counted_like_the
         wait_for(lambda: len(lab.locust_stats()["workers"]) == 2, 90, "both workers to join the master", interval=1)
         before = lab.value(f"{served} or vector(0)")  # none yet where the replicas are new (a knob changed)
 
-        lab.swarm(users=10, spawn_rate=10, seconds=15, user_classes=["CreditRiskTestUser"])
+        lab.swarm(users=10, spawn_rate=10, seconds=15, user_classes=[COURSE_USER])
         stopped = lab.value("vector(time())")
 
         def scraped_since_the_stop(series: str) -> float | None:

@@ -15,15 +15,14 @@ import pytest
 
 from lab.bentoml_service import running_bentoml
 from lab.compose import OWN_API_SERVICES, compose_lab
-from lab.paths import REPO
+from lab.paths import LOCUST_DIR, REPO
 from lab.polling import wait_for
 from tests.support import tools
 from tests.support.compose import require_docker
+from tests.support.course import COURSE_LOCUSTFILE, COURSE_USER
 
 # The exporters' image (Debian's packages) on the first run, BentoML's start, the lab's, a short swarm.
 pytestmark = pytest.mark.timeout(600)
-
-COURSE_USER = "CreditRiskTestUser"
 
 
 def docker0_address() -> str:
@@ -47,7 +46,7 @@ def test_own_api_brings_the_lab_up_without_its_api_and_prometheus_holds_the_targ
             tempfile.TemporaryDirectory(prefix="own-api-") as reports,
             compose_lab(
                 "lab-own-api", Path(reports), overrides=[REPO / "own-api.yaml"], services=OWN_API_SERVICES,
-                LAB_TARGET=target, LOCUST_LOCUSTFILE="examples/course_classify.py",
+                LAB_TARGET=target, LOCUST_LOCUSTFILE=str(COURSE_LOCUSTFILE.relative_to(LOCUST_DIR)),
             ) as lab,
         ):  # fmt: skip
             assert lab.container_ids("api") == lab.container_ids("balancer") == []

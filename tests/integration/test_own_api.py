@@ -22,18 +22,19 @@ from lab.bentoml_service import running_bentoml
 from lab.grafana import panel_queries, substitute
 from lab.grafana import template_values as dashboard_template_values
 from lab.own_api import own_api_lab
+from lab.paths import LOCUST_DIR
 from lab.polling import wait_for
 from lab.processes import clean_env
 from model_api import data
 from tests.support import tools
+from tests.support.course import COURSE_LOCUSTFILE, COURSE_USER, COURSE_WAIT_SECONDS
 
 # BentoML's start, the lab's, a slow swarm, a capacity measurement and a swarm at twice it held until the verdict.
 pytestmark = pytest.mark.timeout(420)
 
 SERVICE_CORE, LOAD_CORE = "0", "1"
-COURSE_LOCUSTFILE = "examples/course_classify.py,lab_plugin.py"  # the course's file, and the lab's exporter beside it
-COURSE_USER = "CreditRiskTestUser"
-COURSE_WAIT_SECONDS = (0.01 + 2) / 2  # its users think between(0.01, 2) seconds: about 1 s on average
+# The course's file as Locust runs it from locust/, and the lab's exporter beside it.
+LOCUSTFILES = f"{COURSE_LOCUSTFILE.relative_to(LOCUST_DIR)},lab_plugin.py"
 DASHBOARD = json.loads(DASHBOARD_FILE.read_text())
 
 
@@ -49,7 +50,7 @@ def lab(bentoml_service, tmp_path_factory):
     tools.prometheus()
     tools.host_exporters()
     with own_api_lab(
-        tmp_path_factory.mktemp("own-api"), bentoml_service.url, locustfile=COURSE_LOCUSTFILE,
+        tmp_path_factory.mktemp("own-api"), bentoml_service.url, locustfile=LOCUSTFILES,
         locust_cores=LOAD_CORE, target_cpus=1,
     ) as running:  # fmt: skip
         yield running

@@ -30,6 +30,7 @@ from lab.ports import free_port
 from lab.processes import clean_env, pinned, stop
 from lab.prometheus import RunningPrometheus, running_prometheus
 from model_api import data
+from tests.support.course import COURSE_LOCUSTFILE, COURSE_WAIT_SECONDS
 from tests.support.tools import promtool, require
 
 # Each test starts its own API and Prometheus and holds a load until the verdict has held 20 s: four evaluations in a
@@ -37,8 +38,6 @@ from tests.support.tools import promtool, require
 pytestmark = pytest.mark.timeout(420)
 
 API_CORE, LOAD_CORE = "0", "1"
-COURSE_LOCUSTFILE = REPO / "locust" / "examples" / "course_classify.py"
-COURSE_WAIT_SECONDS = (0.01 + 2) / 2  # its users think between(0.01, 2) seconds: about 1 s on average
 HELD_SECONDS = 20
 
 

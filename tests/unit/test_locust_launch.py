@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.paths import LOCUST_DIR
 from lab_locust.launch import locustfile_problems, locustfile_spec, main, with_writable_reports
+from tests.support.course import COURSE_LOCUSTFILE
 
 
 def test_report_paths_in_a_writable_folder_are_kept_and_the_folder_is_created(tmp_path):
@@ -44,9 +44,6 @@ def test_an_option_without_its_value_is_left_for_locust_to_report():
     assert with_writable_reports(["--master", "--csv"], fallback=Path("/unused")) == (["--master", "--csv"], [])
 
 
-COURSE_FILE = LOCUST_DIR / "examples" / "course_classify.py"
-
-
 def test_the_locustfiles_come_from_the_option_else_the_environment_else_locusts_default():
     assert locustfile_spec(["-f", "a.py,b.py", "--master"], {}) == "a.py,b.py"
     assert locustfile_spec(["--locustfile=a.py"], {"LOCUST_LOCUSTFILE": "b.py"}) == "a.py"
@@ -56,7 +53,7 @@ def test_the_locustfiles_come_from_the_option_else_the_environment_else_locusts_
 
 def test_a_plain_course_locustfile_and_a_folder_load_without_a_problem(tmp_path):
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "course.py").write_text(COURSE_FILE.read_text())
+    (tmp_path / "mine" / "course.py").write_text(COURSE_LOCUSTFILE.read_text())
     (tmp_path / "shapes").mkdir()
 
     assert locustfile_problems("mine/course.py,shapes", tmp_path) == []
@@ -64,7 +61,7 @@ def test_a_plain_course_locustfile_and_a_folder_load_without_a_problem(tmp_path)
 
 def test_a_missing_locustfile_is_named_with_what_the_folder_holds(tmp_path):
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "course.py").write_text(COURSE_FILE.read_text())
+    (tmp_path / "mine" / "course.py").write_text(COURSE_LOCUSTFILE.read_text())
 
     (problem,) = locustfile_problems("mine/cours.py", tmp_path)
 

@@ -85,3 +85,9 @@ def test_lab_target_cpus_becomes_the_node_exporters_gauge_of_the_services_cpu_li
     assert OWN_API["node-exporter"]["environment"]["LAB_TARGET_CPUS"] == "${LAB_TARGET_CPUS:-}"
     with pytest.raises(LabError, match="LAB_TARGET_CPUS"):
         cpu_limit_textfile(0)
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:3000", "ftp://127.0.0.1:3000", "http://"])
+def test_a_target_that_is_not_an_http_url_is_refused_naming_the_knob(target):
+    with pytest.raises(ValueError, match="LAB_TARGET"):
+        own_api_config(target, "127.0.0.1:9646", "127.0.0.1:9090", "127.0.0.1:9100", "127.0.0.1:9256")
