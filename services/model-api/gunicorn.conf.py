@@ -19,8 +19,9 @@ settings = load_settings()  # a bad variable stops the start here, with one line
 raw_env = [f"{name}={settings.blas_threads}" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")]
 
 wsgi_app = "model_api.app:create_gunicorn_app()"
-# The maintained uvicorn worker class for gunicorn (uvicorn.workers is deprecated since uvicorn 0.30).
-worker_class = "uvicorn_worker.UvicornWorker"
+# The maintained uvicorn worker class for gunicorn (uvicorn.workers is deprecated since uvicorn 0.30), whose
+# workers, when max_requests recycles them, tell their clients to reconnect rather than reset their connections.
+worker_class = "model_api.worker.RecyclingUvicornWorker"
 workers = settings.web_concurrency
 # No preload: each worker imports the app and loads the models after the fork (BLAS/OpenMP pools are not
 # fork-safe); the master imports neither, and keeps only the two counters of SupervisorMetrics.

@@ -64,17 +64,23 @@ def test_a_leak_stays_in_the_worker_after_its_requests_are_answered(tmp_path, mo
         assert resident(api) - idle >= 90 * MB  # 100 requests x 1 MB, with a margin for what the heap reuses
 
 
-def test_max_requests_recycles_the_worker_without_losing_a_request(tmp_path, model_dir):
-    with running_api(tmp_path, model_dir, workers=1, LAB_MAX_REQUESTS="20", LAB_MAX_REQUESTS_JITTER="0") as api:
+def test_max_requests_recycles_workers_under_load_without_losing_a_request(tmp_path, model_dir):
+    # Eight clients on keep-alive connections, none waiting between requests: a connection is idle only for the
+    # instant between an answer and the next request. Uvicorn's own recycling reset some of them there (10 of 1,800
+    # requests over 44 recycles, measured here); the lab's worker asks its clients to reconnect first.
+    with running_api(tmp_path, model_dir, workers=2, LAB_MAX_REQUESTS="25", LAB_MAX_REQUESTS_JITTER="5") as api:
         assert counter(api, "lab_worker_restarts_total") == 0  # exposed at zero before anything happens
-        first = api.worker_pids()
-        with httpx2.Client(base_url=api.url, timeout=30) as client:
-            statuses = Counter(client.post("/classify", json=data.COURSE_APPLICANT).status_code for _ in range(30))
-
-        assert statuses == {200: 30}
-        wait_for(lambda: counter(api, "lab_worker_restarts_total") == 1, 30, "the recycled worker to be counted")
-        assert api.worker_pids() != first
+        first = set(api.worker_pids())
+        load = RecordedLoad(api.url, clients=8).start()
+        try:
+            wait_for(lambda: counter(api, "lab_worker_restarts_total") >= 4, 60, "four recycled workers to be counted")
+        finally:
+            outcomes = Counter(load.finish())
+        assert not first & set(api.worker_pids())
         assert counter(api, "lab_worker_lost_requests_total") == 0
+
+    assert set(outcomes) == {"200"}, outcomes  # no error, no transport failure
+    assert outcomes["200"] >= 4 * 25
 
 
 def test_a_worker_killed_under_load_is_counted_with_exactly_the_requests_its_clients_lost(tmp_path, model_dir):
