@@ -194,10 +194,10 @@ def cache_run(api: RunningApi, draws: list[dict[str, Any]]) -> CacheRun:
 def test_the_local_caches_hit_ratio_falls_as_workers_grow_and_the_shared_ones_holds_for_a_network_hop(
     tmp_path, model_dir
 ):
-    """The same 800 draws from the caching scenario's catalog (200 applicants, skew 1): a local cache in 1 worker,
+    """The same 400 draws from the caching scenario's catalog (200 applicants, skew 1): a local cache in 1 worker,
     in 4, and Redis shared by 4. Each local copy misses every applicant it meets once; Redis misses each once for
     all four, exactly as one worker's local cache does, and pays a round trip on every lookup."""
-    draws = list(itertools.islice(data.applicants(7, 200, 1.0), 800))
+    draws = list(itertools.islice(data.applicants(7, 200, 1.0), 400))
     runs: dict[str, CacheRun] = {}
     for name, workers, cache in (("local, 1 worker", 1, "local"), ("local, 4 workers", 4, "local")):
         with running_api(tmp_path / name, model_dir, workers=workers, LAB_CACHE=cache) as api:
