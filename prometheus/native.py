@@ -51,9 +51,10 @@ def target_scheme_and_address(target: str) -> tuple[str, str]:
     """The scheme and host:port of LAB_TARGET, a URL (as prometheus/own-api.sh reads it); ValueError naming the
     knob when it is not one."""
     scheme, separator, rest = target.partition("://")
-    if not separator or scheme not in ("http", "https") or not rest.split("/", 1)[0]:
+    address = rest.split("/", 1)[0]
+    if not separator or scheme not in ("http", "https") or not address:
         raise ValueError(f"LAB_TARGET={target!r}: give a URL, http://host:port or https://host:port")
-    return scheme, rest.split("/", 1)[0]
+    return scheme, address
 
 
 def own_api_config(

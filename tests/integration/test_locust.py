@@ -217,10 +217,8 @@ def test_an_open_workload_keeps_its_pace_when_the_server_is_slow(tmp_path, model
     with running_api(tmp_path / "api", model_dir, workers=1, **slow) as api:
 
         def classified() -> float:
-            def answered_all() -> bool:
-                return total(parse(api.metrics()), "lab_http_requests_in_flight", route="/classify") == 0
-
-            wait_for(answered_all, 30, "the API to answer the requests still in flight")
+            in_flight = "lab_http_requests_in_flight"
+            wait_for(lambda: total(parse(api.metrics()), in_flight, route="/classify") == 0, 30, "no request in flight")
             return total(parse(api.metrics()), "lab_http_requests_total", route="/classify")
 
         for workload, env in runs.items():

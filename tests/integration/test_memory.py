@@ -66,7 +66,7 @@ def test_a_leak_stays_in_the_worker_after_its_requests_are_answered(tmp_path, mo
 
 def test_max_requests_recycles_workers_under_load_without_losing_a_request(tmp_path, model_dir):
     # Eight clients on keep-alive connections, none waiting between requests: a connection is idle only for the
-    # instant between an answer and the next request. Uvicorn's own recycling reset some of them there (10 of 1,800
+    # instant between an answer and the next request. Uvicorn's own recycling reset some of them there (10 of 1,585
     # requests over 44 recycles, measured here); the lab's worker asks its clients to reconnect first.
     with running_api(tmp_path, model_dir, workers=2, LAB_MAX_REQUESTS="25", LAB_MAX_REQUESTS_JITTER="5") as api:
         assert counter(api, "lab_worker_restarts_total") == 0  # exposed at zero before anything happens

@@ -153,13 +153,9 @@ class BodySizeLimitMiddleware:
 
 
 class ClosingWhenRecycled:
-    """Answers `Connection: close` from the response that uses up the worker's `max_requests` on.
-
-    Uvicorn ends such a worker at its next tick (within 0.1 s) and closes the keep-alive connections that are idle
-    then. A client that has just sent its next request on one finds the connection reset and its request unread:
-    lost, though the worker had finished everything it held. Told to close, the client sends its next request on a
-    new connection, which a live worker accepts. Responses are counted as they start, as uvicorn counts them as
-    they end: for small answers, the same order.
+    """Answers `Connection: close` from the response that uses up the worker's `max_requests` on, so that its
+    clients reconnect to a live worker (why: model_api/worker.py). Responses are counted as they start, as uvicorn
+    counts them as they end: for small answers, the same order.
     """
 
     def __init__(self, app: ASGIApp, max_requests: int) -> None:
